@@ -1,0 +1,1 @@
+"""cardiowatch alerts package."""

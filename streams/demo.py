@@ -1,0 +1,172 @@
+"""The main job on one machine: embedded broker + worker + replay of real recordings + a live view."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from streams import topics
+from streams.broker import EmbeddedBroker, free_port
+from streams.errors import InvalidEvent, StreamsError
+from streams.kafka import consumer, ensure_topics, producer
+from streams.replay import recording_events, replay
+from streams.settings import Settings
+from streams.sources import read_recording
+from streams.waveform import WaveformDecoder
+
+log = logging.getLogger(__name__)
+
+#: Recordings the demo replays (relative to the data folder); those absent are skipped.
+DEMO_RECORDS = (
+    "mitdb/101", "mitdb/208", "mitdb/203",
+    "waveform_streams/a103l", "waveform_streams/v102s", "waveform_streams/03700181",
+    "waveform_streams/multi-segment/s25047/s25047-2704-05-04-10-44",
+    "cinc2017/A00004",
+)
+
+
+@dataclass
+class _Patient:
+    chunks: int = 0
+    leads: str = ""
+    last_event: datetime | None = None
+    vitals: str = ""
+    dead_letters: int = 0
+
+
+def run_demo(settings: Settings, data: Path, speed: float, duration_s: float) -> int:
+    """Run the demo for ``duration_s`` wall seconds; return the exit status."""
+    paths = [data / r for r in DEMO_RECORDS if (data / r).with_suffix(".hea").exists()]
+    if not paths:
+        raise StreamsError(f"no demo recordings under {data}; pass --data pointing at a shared/data-like folder")
+    workdir = Path(".cardiowatch")
+    workdir.mkdir(exist_ok=True)
+    with EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log") as broker:
+        conf = settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers, "web_port": free_port(),
+                                           "data_dir": str(workdir / "worker")})
+        ensure_topics(conf)
+        print(f"broker: Tansu on {broker.bootstrap_servers} (embedded, memory only)", flush=True)
+        env = {**os.environ, "CARDIOWATCH_BOOTSTRAP_SERVERS": conf.bootstrap_servers,
+               "CARDIOWATCH_WEB_PORT": str(conf.web_port), "CARDIOWATCH_DATA_DIR": conf.data_dir}
+        with open(workdir / "worker.log", "wb") as worker_log:
+            worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                                      stdout=worker_log, stderr=subprocess.STDOUT)
+            try:
+                print(f"worker: pid {worker.pid}, metrics on http://127.0.0.1:{conf.web_port}/metrics, "
+                      f"log in {workdir / 'worker.log'}", flush=True)
+                return _run(conf, paths, speed, duration_s)
+            finally:
+                worker.terminate()
+                try:
+                    worker.wait(15)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+
+
+def _run(conf: Settings, paths: list[Path], speed: float, duration_s: float) -> int:
+    span_s = duration_s * speed
+    recordings = [(f"{p.parent.name}-{p.name}", read_recording(p, max_duration_s=span_s)) for p in paths]
+    # Faster than real time, event time runs ahead of the clock: start in the past so that it ends now.
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=span_s - duration_s)
+    print(f"replay: {len(recordings)} recordings at {speed:g}x real time, from {start.isoformat()}", flush=True)
+    patients: dict[str, _Patient] = {pid: _Patient() for pid, _ in recordings}
+    stop = threading.Event()
+    viewer = threading.Thread(target=_watch, args=(conf, patients, stop), daemon=True)
+    viewer.start()
+
+    def send() -> None:
+        with producer(conf) as prod:
+            _inject_bad_events(prod, recordings[0][0], start)
+            summary = replay(prod, [recording_events(rec, pid, start, 1.0) for pid, rec in recordings], speed,
+                             patients=len(recordings), progress=False)
+        print("replay finished:\n  " + "\n  ".join(summary.lines()), flush=True)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    deadline = time.monotonic() + duration_s
+    finished_at: float | None = None
+    while time.monotonic() < deadline:
+        time.sleep(min(3.0, max(0.0, deadline - time.monotonic())))
+        _print_table(patients)
+        if not sender.is_alive():
+            finished_at = finished_at or time.monotonic()
+            if time.monotonic() - finished_at > 5:  # let the worker drain, then stop early
+                break
+    stop.set()
+    viewer.join(5)
+    _print_table(patients)
+    _print_worker_metrics(conf)
+    return 0
+
+
+def _inject_bad_events(prod: object, patient: str, start: datetime) -> None:
+    """Three deliberately broken events, so the demo shows dead-letter routing."""
+    stamp = start.isoformat().replace("+00:00", "Z")
+    bad_vitals = {"schema": "cardiowatch.vitals", "version": 1, "patient_id": patient, "source_id": "demo-bad",
+                  "seq": 0, "time": stamp, "observations": [{"code": "8310-5", "value": 98.6, "unit": "[degF]"}]}
+    future = {"schema": "cardiowatch.note", "version": 1, "patient_id": patient, "source_id": "demo-bad",
+              "note_id": "n1", "time": (start + timedelta(days=1)).isoformat(), "author_role": "nurse", "text": "x"}
+    for topic, value in ((topics.VITALS, json.dumps(bad_vitals).encode()), (topics.NOTES, json.dumps(future).encode()),
+                         (topics.ECG_WAVEFORM, b"CWWF\x01\x01\x02\x00")):
+        prod.send(topic, key=patient.encode(), value=value)  # type: ignore[attr-defined]
+    print(f"demo: injected 3 malformed events for {patient} (Fahrenheit temperature, note from tomorrow, "
+          f"truncated ECG frame): watch them reach the dead-letter topics", flush=True)
+
+
+def _watch(conf: Settings, patients: dict[str, _Patient], stop: threading.Event) -> None:
+    cons = consumer(conf, topics.ECG_WAVEFORM, topics.VITALS, *topics.DLQ_TOPICS, auto_offset_reset="earliest")
+    decoder = WaveformDecoder(max_future_s=None)
+    try:
+        while not stop.is_set():
+            for messages in cons.poll(timeout_ms=300).values():
+                for m in messages:
+                    p = patients.setdefault(m.key.decode(errors="replace") if m.key else "-", _Patient())
+                    if m.topic == topics.ECG_WAVEFORM:
+                        try:
+                            chunk = decoder.decode(m.value)
+                        except InvalidEvent:
+                            continue  # the worker dead-letters it; counted from the DLQ topic
+                        p.chunks += 1
+                        p.leads = ",".join(c.name for c in chunk.channels)
+                        p.last_event = datetime.fromtimestamp(chunk.end_time_us / 1e6, UTC)
+                    elif m.topic == topics.VITALS:
+                        doc = json.loads(m.value)
+                        names = {"8867-4": "HR", "59408-5": "SpO2", "9279-1": "RR", "8480-6": "SBP"}
+                        p.vitals = " ".join(f"{names[o['code']]} {o['value']:g}" for o in doc["observations"]
+                                            if o["code"] in names)
+                    else:
+                        p.dead_letters += 1
+                        doc = json.loads(m.value)
+                        print(f"  DLQ {m.topic}: {doc['error']}: {doc['reason']}", flush=True)
+    finally:
+        cons.close()
+
+
+def _print_table(patients: dict[str, _Patient]) -> None:
+    now = datetime.now(UTC)
+    lines = [f"{'patient':<46} {'leads':<14} {'chunks':>6} {'event time':>10} {'behind':>7}  vitals"]
+    for pid, p in sorted(patients.items()):
+        when = p.last_event.strftime("%H:%M:%S") if p.last_event else "-"
+        behind = f"{(now - p.last_event).total_seconds():+.0f}s" if p.last_event else "-"
+        lines.append(f"{pid[:46]:<46} {p.leads[:14]:<14} {p.chunks:>6} {when:>10} {behind:>7}  {p.vitals}")
+    print("\n".join(lines) + "\n", flush=True)
+
+
+def _print_worker_metrics(conf: Settings) -> None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{conf.web_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError as err:
+        print(f"worker metrics unavailable: {err}")
+        return
+    rows = [line for line in text.splitlines() if line.startswith("cardiowatch_events_total")]
+    print("worker validated:\n  " + "\n  ".join(rows or ["(nothing yet)"]), flush=True)
