@@ -198,7 +198,7 @@ def read_numerics(path: Path, max_duration_s: float | None = None) -> list[Vital
     known = [(i, NUMERICS[name]) for i, name in enumerate(record.sig_name) if name in NUMERICS]
     out = []
     for row, values in enumerate(record.p_signal):
-        offset = row / record.fs
+        offset = round(row / record.fs, 3)  # the header rounds 1/60 Hz to 0.0166666666667
         if max_duration_s is not None and offset >= max_duration_s:
             break
         obs = tuple((code, round(float(values[i]), 3), unit, method) for i, (code, unit, method) in known

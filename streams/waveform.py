@@ -227,7 +227,16 @@ class WaveformDecoder:
         block = bytes(data[_FIXED.size:block_end])
         parsed = self._blocks.get(block)
         if parsed is None:
-            parsed = _parse_block(block, n_channels)
+            try:
+                parsed = _parse_block(block, n_channels)
+            except InvalidEvent as err:
+                if err.code not in ("truncated", "length_mismatch"):
+                    raise
+                raise InvalidEvent(
+                    "length_mismatch",
+                    f"frame of {len(data)} bytes does not match its header: {n_channels} channels x {n_samples} "
+                    f"samples x {dtype.itemsize} bytes leave a metadata block that {err.reason}",
+                ) from err
             if len(self._blocks) >= self.cache_size:
                 self._blocks.clear()
             self._blocks[block] = parsed
@@ -271,7 +280,7 @@ def _parse_block(block: bytes, n_channels: int) -> tuple[str, str, tuple[Channel
             raise InvalidEvent("implausible_value", f"channel {i} ({name!r}) gain {gain} is not a positive finite number")
         channels.append(Channel(name, kind, unit, gain, baseline))
     if reader.pos != len(block):
-        raise InvalidEvent("length_mismatch", f"{len(block) - reader.pos} unexplained bytes between channel metadata and samples: the sample count does not match the declared channels")
+        raise InvalidEvent("length_mismatch", f"has {len(block) - reader.pos} unexplained bytes")
     names = [c.name for c in channels]
     if len(set(names)) != len(names):
         raise InvalidEvent("duplicate_channel", f"channel names repeat: {names}")
@@ -312,7 +321,7 @@ class _Reader:
     def take(self, n: int, what: str) -> bytes:
         end = self.pos + n
         if end > len(self.data):
-            raise InvalidEvent("truncated", f"frame ends inside the {what}")
+            raise InvalidEvent("truncated", f"ends inside the {what}")
         out, self.pos = self.data[self.pos:end], end
         return out
 

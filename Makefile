@@ -1,0 +1,29 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each creates .venv when missing.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA   ?= ../shared/data
+
+.PHONY: demo test lint bench install
+
+$(BIN)/cardiowatch: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/cardiowatch
+
+install: $(BIN)/cardiowatch
+
+demo: install
+	$(BIN)/cardiowatch demo --data $(DATA)
+
+test: install
+	$(BIN)/ruff check streams models alerts tests benchmarks
+	CARDIOWATCH_DATA=$(DATA) $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check streams models alerts tests benchmarks
+	$(BIN)/mypy streams
+
+bench: install
+	$(BIN)/python benchmarks/bench_ingest.py
