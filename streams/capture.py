@@ -17,8 +17,14 @@ from pathlib import Path
 from kafka import KafkaConsumer
 
 
-def capture(consumer: KafkaConsumer, out: Path, topic_names: list[str], max_messages: int | None = None,
-            idle_s: float = 5.0, duration_s: float | None = None) -> int:
+def capture(
+    consumer: KafkaConsumer,
+    out: Path,
+    topic_names: list[str],
+    max_messages: int | None = None,
+    idle_s: float = 5.0,
+    duration_s: float | None = None,
+) -> int:
     """Write what ``consumer`` (already subscribed) receives to ``out``; return the message count.
 
     Stops after ``max_messages``, after ``duration_s``, or once no message arrived for ``idle_s``.
@@ -26,18 +32,35 @@ def capture(consumer: KafkaConsumer, out: Path, topic_names: list[str], max_mess
     count = 0
     started = last = time.monotonic()
     with open(out, "w") as handle:
-        handle.write(json.dumps({"format": "cardiowatch.capture", "version": 1, "topics": topic_names,
-                                 "created": datetime.now(UTC).isoformat()}) + "\n")
+        handle.write(
+            json.dumps(
+                {
+                    "format": "cardiowatch.capture",
+                    "version": 1,
+                    "topics": topic_names,
+                    "created": datetime.now(UTC).isoformat(),
+                }
+            )
+            + "\n"
+        )
         while True:
             batch = consumer.poll(timeout_ms=200)
             now = time.monotonic()
             for messages in batch.values():
                 for m in messages:
-                    handle.write(json.dumps({
-                        "topic": m.topic, "partition": m.partition, "offset": m.offset, "timestamp_ms": m.timestamp,
-                        "key_b64": None if m.key is None else base64.b64encode(m.key).decode(),
-                        "value_b64": base64.b64encode(m.value or b"").decode(),
-                    }) + "\n")
+                    handle.write(
+                        json.dumps(
+                            {
+                                "topic": m.topic,
+                                "partition": m.partition,
+                                "offset": m.offset,
+                                "timestamp_ms": m.timestamp,
+                                "key_b64": None if m.key is None else base64.b64encode(m.key).decode(),
+                                "value_b64": base64.b64encode(m.value or b"").decode(),
+                            }
+                        )
+                        + "\n"
+                    )
                     count += 1
                     last = now
                     if max_messages is not None and count >= max_messages:

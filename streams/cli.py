@@ -30,23 +30,34 @@ def _env_help() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    root = argparse.ArgumentParser(prog="cardiowatch", description="Real-time cardiac patient monitoring on Kafka.",
-                                   epilog=_env_help(), formatter_class=fmt)
+    root = argparse.ArgumentParser(
+        prog="cardiowatch",
+        description="Real-time cardiac patient monitoring on Kafka.",
+        epilog=_env_help(),
+        formatter_class=fmt,
+    )
     root.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, epilog=_env_help(), formatter_class=fmt)
 
-    p = add("broker", "Run the embedded Kafka-compatible broker (Tansu, memory only) on loopback and create "
-                      "the topics; stops on Ctrl-C or SIGTERM.")
+    p = add(
+        "broker",
+        "Run the embedded Kafka-compatible broker (Tansu, memory only) on loopback and create "
+        "the topics; stops on Ctrl-C or SIGTERM.",
+    )
     p.add_argument("--port", type=int, default=None, help="port (default: the port of CARDIOWATCH_BOOTSTRAP_SERVERS)")
 
     add("topics", "Create every cardiowatch topic (same partition count) on the configured Kafka.")
 
     p = add("replay", "Replay recordings (WFDB records, CinC .mat, CSV, or a capture) into Kafka as live streams.")
-    p.add_argument("paths", nargs="*", type=Path, help="records (path without extension), .mat/.csv files, or "
-                                                       "folders (their RECORDS list or every .hea)")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="records (path without extension), .mat/.csv files, or folders (their RECORDS list or every .hea)",
+    )
     p.add_argument("--capture", type=Path, help="play back a capture file byte for byte instead")
     p.add_argument("--speed", default="1", help="event seconds per wall second, or 'max' (default 1: real time)")
     p.add_argument("--chunk-s", type=float, default=1.0, help="waveform chunk length in seconds (default 1)")
@@ -69,8 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int, help="stop after this many messages")
     p.add_argument("--idle-s", type=float, help="stop when nothing arrived for this long (default: never)")
 
-    add("worker", "Run the stream worker: validates every input event, routes bad ones to <topic>.dlq, "
-                  "serves /metrics and /health on CARDIOWATCH_WEB_PORT.")
+    add(
+        "worker",
+        "Run the stream worker: validates every input event, routes bad ones to <topic>.dlq, "
+        "serves /metrics and /health on CARDIOWATCH_WEB_PORT.",
+    )
 
     p = add("demo", "Start the embedded broker and a worker, replay real recordings, and show them live.")
     p.add_argument("--data", type=Path, default=Path("../shared/data"), help="data folder laid out like shared/data")
@@ -85,8 +99,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cardiowatch`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
@@ -105,7 +120,7 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.broker import EmbeddedBroker
     from streams.kafka import ensure_topics
 
@@ -113,8 +128,9 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     stop = _stop_event()
     with EmbeddedBroker(port=port) as broker:
         created = ensure_topics(settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers}))
-        print(f"broker ready on {broker.bootstrap_servers}; created {len(created)} topics. Ctrl-C stops it.",
-              flush=True)
+        print(
+            f"broker ready on {broker.bootstrap_servers}; created {len(created)} topics. Ctrl-C stops it.", flush=True
+        )
         while not stop.wait(0.5):
             if broker.process is not None and broker.process.poll() is not None:
                 print("broker exited unexpectedly", file=sys.stderr)
@@ -122,16 +138,18 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from streams.kafka import ensure_topics
 
     created = ensure_topics(settings)
-    print(f"{len(created)} topics created, {len(topics.ALL_TOPICS) - len(created)} existed "
-          f"({settings.partitions} partitions each)")
+    print(
+        f"{len(created)} topics created, {len(topics.ALL_TOPICS) - len(created)} existed "
+        f"({settings.partitions} partitions each)"
+    )
     return 0
 
 
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from streams.kafka import producer, wait_for_kafka
     from streams.replay import capture_events, event_count, parse_start, recording_events, replay
     from streams.sources import expand, read_csv, read_recording
@@ -153,8 +171,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 rec = read_recording(path, args.max_duration)
             patient = mapping.get(str(path), mapping.get(path.name, f"{path.parent.name}-{rec.name}"))
             if rec.skipped_channels:
-                logging.getLogger(__name__).info("%s: channels outside the contract not sent: %s", path,
-                                                 ", ".join(rec.skipped_channels))
+                logging.getLogger(__name__).info(
+                    "%s: channels outside the contract not sent: %s", path, ", ".join(rec.skipped_channels)
+                )
             recordings.append((patient, rec))
         start = parse_start(args.start, speed, max(rec.duration_s for _, rec in recordings))
         streams = [recording_events(rec, patient, start, args.chunk_s) for patient, rec in recordings]
@@ -173,7 +192,7 @@ def _patient_map(path: Path | None) -> dict[str, str]:
         return {row[0].strip(): row[1].strip() for row in csv.reader(handle) if len(row) >= 2 and row[0].strip()}
 
 
-def cmd_capture(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_capture(args: argparse.Namespace, settings: Settings) -> int:
     from streams.capture import capture
     from streams.kafka import consumer
 
@@ -186,7 +205,7 @@ def cmd_capture(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from streams.kafka import consumer
@@ -211,7 +230,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust import Worker
 
     from streams.app import create_app
@@ -223,26 +242,41 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
     return run_demo(settings, args.data, args.speed, args.duration)
 
 
-def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
     from streams.records import Alert, AlertAck, DeadLetter, ImagingEvent, NoteEvent, RiskScore, VitalsEvent
 
     args.out.mkdir(parents=True, exist_ok=True)
-    schemas = {topics.VITALS: VitalsEvent, topics.IMAGING: ImagingEvent, topics.NOTES: NoteEvent,
-               topics.RISK_SCORES: RiskScore, topics.ALERTS: Alert, topics.ALERTS_ACK: AlertAck, "dlq": DeadLetter}
+    schemas = {
+        topics.VITALS: VitalsEvent,
+        topics.IMAGING: ImagingEvent,
+        topics.NOTES: NoteEvent,
+        topics.RISK_SCORES: RiskScore,
+        topics.ALERTS: Alert,
+        topics.ALERTS_ACK: AlertAck,
+        "dlq": DeadLetter,
+    }
     for name, cls in schemas.items():
         (args.out / f"{name}.schema.json").write_text(json.dumps(cls.model_json_schema(by_alias=True), indent=2))
     print(f"wrote {len(schemas)} JSON Schemas to {args.out} (ecg.waveform is binary: see docs/contracts.md)")
     return 0
 
 
-COMMANDS = {"broker": cmd_broker, "topics": cmd_topics, "replay": cmd_replay, "capture": cmd_capture,
-            "tail": cmd_tail, "worker": cmd_worker, "demo": cmd_demo, "contracts": cmd_contracts}
+COMMANDS = {
+    "broker": _cmd_broker,
+    "topics": _cmd_topics,
+    "replay": _cmd_replay,
+    "capture": _cmd_capture,
+    "tail": _cmd_tail,
+    "worker": _cmd_worker,
+    "demo": _cmd_demo,
+    "contracts": _cmd_contracts,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 
 #: Recordings the demo replays (relative to the data folder); those absent are skipped.
 DEMO_RECORDS = (
-    "mitdb/101", "mitdb/208", "mitdb/203",
-    "waveform_streams/a103l", "waveform_streams/v102s", "waveform_streams/03700181",
+    "mitdb/101",
+    "mitdb/208",
+    "mitdb/203",
+    "waveform_streams/a103l",
+    "waveform_streams/v102s",
+    "waveform_streams/03700181",
     "waveform_streams/multi-segment/s25047/s25047-2704-05-04-10-44",
     "cinc2017/A00004",
 )
@@ -51,18 +55,31 @@ def run_demo(settings: Settings, data: Path, speed: float, duration_s: float) ->
     workdir = Path(".cardiowatch")
     workdir.mkdir(exist_ok=True)
     with EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log") as broker:
-        conf = settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers, "web_port": free_port(),
-                                           "data_dir": str(workdir / "worker")})
+        conf = settings.model_copy(
+            update={
+                "bootstrap_servers": broker.bootstrap_servers,
+                "web_port": free_port(),
+                "data_dir": str(workdir / "worker"),
+            }
+        )
         ensure_topics(conf)
         print(f"broker: Tansu on {broker.bootstrap_servers} (embedded, memory only)", flush=True)
-        env = {**os.environ, "CARDIOWATCH_BOOTSTRAP_SERVERS": conf.bootstrap_servers,
-               "CARDIOWATCH_WEB_PORT": str(conf.web_port), "CARDIOWATCH_DATA_DIR": conf.data_dir}
+        env = {
+            **os.environ,
+            "CARDIOWATCH_BOOTSTRAP_SERVERS": conf.bootstrap_servers,
+            "CARDIOWATCH_WEB_PORT": str(conf.web_port),
+            "CARDIOWATCH_DATA_DIR": conf.data_dir,
+        }
         with open(workdir / "worker.log", "wb") as worker_log:
-            worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                                      stdout=worker_log, stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT
+            )
             try:
-                print(f"worker: pid {worker.pid}, metrics on http://127.0.0.1:{conf.web_port}/metrics, "
-                      f"log in {workdir / 'worker.log'}", flush=True)
+                print(
+                    f"worker: pid {worker.pid}, metrics on http://127.0.0.1:{conf.web_port}/metrics, "
+                    f"log in {workdir / 'worker.log'}",
+                    flush=True,
+                )
                 return _run(conf, paths, speed, duration_s)
             finally:
                 worker.terminate()
@@ -86,8 +103,13 @@ def _run(conf: Settings, paths: list[Path], speed: float, duration_s: float) -> 
     def send() -> None:
         with producer(conf) as prod:
             _inject_bad_events(prod, recordings[0][0], start)
-            summary = replay(prod, [recording_events(rec, pid, start, 1.0) for pid, rec in recordings], speed,
-                             patients=len(recordings), progress=False)
+            summary = replay(
+                prod,
+                [recording_events(rec, pid, start, 1.0) for pid, rec in recordings],
+                speed,
+                patients=len(recordings),
+                progress=False,
+            )
         print("replay finished:\n  " + "\n  ".join(summary.lines()), flush=True)
 
     sender = threading.Thread(target=send, daemon=True)
@@ -111,15 +133,36 @@ def _run(conf: Settings, paths: list[Path], speed: float, duration_s: float) -> 
 def _inject_bad_events(prod: object, patient: str, start: datetime) -> None:
     """Three deliberately broken events, so the demo shows dead-letter routing."""
     stamp = start.isoformat().replace("+00:00", "Z")
-    bad_vitals = {"schema": "cardiowatch.vitals", "version": 1, "patient_id": patient, "source_id": "demo-bad",
-                  "seq": 0, "time": stamp, "observations": [{"code": "8310-5", "value": 98.6, "unit": "[degF]"}]}
-    future = {"schema": "cardiowatch.note", "version": 1, "patient_id": patient, "source_id": "demo-bad",
-              "note_id": "n1", "time": (start + timedelta(days=1)).isoformat(), "author_role": "nurse", "text": "x"}
-    for topic, value in ((topics.VITALS, json.dumps(bad_vitals).encode()), (topics.NOTES, json.dumps(future).encode()),
-                         (topics.ECG_WAVEFORM, b"CWWF\x01\x01\x02\x00")):
+    bad_vitals = {
+        "schema": "cardiowatch.vitals",
+        "version": 1,
+        "patient_id": patient,
+        "source_id": "demo-bad",
+        "seq": 0,
+        "time": stamp,
+        "observations": [{"code": "8310-5", "value": 98.6, "unit": "[degF]"}],
+    }
+    future = {
+        "schema": "cardiowatch.note",
+        "version": 1,
+        "patient_id": patient,
+        "source_id": "demo-bad",
+        "note_id": "n1",
+        "time": (start + timedelta(days=1)).isoformat(),
+        "author_role": "nurse",
+        "text": "x",
+    }
+    for topic, value in (
+        (topics.VITALS, json.dumps(bad_vitals).encode()),
+        (topics.NOTES, json.dumps(future).encode()),
+        (topics.ECG_WAVEFORM, b"CWWF\x01\x01\x02\x00"),
+    ):
         prod.send(topic, key=patient.encode(), value=value)  # type: ignore[attr-defined]
-    print(f"demo: injected 3 malformed events for {patient} (Fahrenheit temperature, note from tomorrow, "
-          f"truncated ECG frame): watch them reach the dead-letter topics", flush=True)
+    print(
+        f"demo: injected 3 malformed events for {patient} (Fahrenheit temperature, note from tomorrow, "
+        f"truncated ECG frame): watch them reach the dead-letter topics",
+        flush=True,
+    )
 
 
 def _watch(conf: Settings, patients: dict[str, _Patient], stop: threading.Event) -> None:
@@ -141,8 +184,9 @@ def _watch(conf: Settings, patients: dict[str, _Patient], stop: threading.Event)
                     elif m.topic == topics.VITALS:
                         doc = json.loads(m.value)
                         names = {"8867-4": "HR", "59408-5": "SpO2", "9279-1": "RR", "8480-6": "SBP"}
-                        p.vitals = " ".join(f"{names[o['code']]} {o['value']:g}" for o in doc["observations"]
-                                            if o["code"] in names)
+                        p.vitals = " ".join(
+                            f"{names[o['code']]} {o['value']:g}" for o in doc["observations"] if o["code"] in names
+                        )
                     else:
                         p.dead_letters += 1
                         doc = json.loads(m.value)

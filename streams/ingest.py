@@ -48,6 +48,8 @@ class Ingest:
         """Return the validated record of one input message, or raise :class:`InvalidEvent`."""
         if value is None:
             raise InvalidEvent("empty", "message has no value (a tombstone is not an event)")
+        if key is None:
+            raise InvalidEvent("missing_key", "message has no key; key every event by its patient id")
         if topic == topics.ECG_WAVEFORM:
             return self.waveform.decode(value, key)
         cls = JSON_INPUTS.get(topic)
@@ -55,13 +57,17 @@ class Ingest:
             raise InvalidEvent("unknown_topic", f"topic {topic!r} is not an input topic")
         record = _decode_json(cls, value)
         if key is not None and key != record.patient_id.encode():  # type: ignore[attr-defined]
-            raise InvalidEvent("key_mismatch", f"message key {key!r} differs from patient id "
-                               f"{record.patient_id!r}; key every event by its patient id")  # type: ignore[attr-defined]
+            raise InvalidEvent(
+                "key_mismatch",
+                f"message key {key!r} differs from patient id {record.patient_id!r}; key every event by its patient id",
+            )  # type: ignore[attr-defined]
         when: datetime = getattr(record, "time", None) or record.study_time  # type: ignore[attr-defined]
         ahead = when.timestamp() - time.time()
         if ahead > self.max_future_s:
-            raise InvalidEvent("future_timestamp", f"event is timed {ahead:.0f} s in the future (limit "
-                               f"{self.max_future_s:.0f} s); check the device clock")
+            raise InvalidEvent(
+                "future_timestamp",
+                f"event is timed {ahead:.0f} s in the future (limit {self.max_future_s:.0f} s); check the device clock",
+            )
         return record
 
 
@@ -88,11 +94,14 @@ def _explain(cls: type[Record], value: bytes, err: pydantic.ValidationError) -> 
             doc = {}
         expected = SCHEMA_NAMES[cls]
         if isinstance(doc, dict) and doc.get("schema") == expected and ("version",) in loc:
-            return InvalidEvent("unknown_version", f"{expected} version {doc.get('version')!r} is unknown; "
-                                f"this reader accepts version 1")
+            return InvalidEvent(
+                "unknown_version",
+                f"{expected} version {doc.get('version')!r} is unknown; this reader accepts version 1",
+            )
         if isinstance(doc, dict) and ("schema",) in loc:
-            return InvalidEvent("wrong_schema", f"schema {doc.get('schema')!r} does not belong on this topic; "
-                                f"expected {expected!r}")
+            return InvalidEvent(
+                "wrong_schema", f"schema {doc.get('schema')!r} does not belong on this topic; expected {expected!r}"
+            )
     parts = []
     for e in errors[:5]:
         where = ".".join(str(p) for p in e["loc"]) or "event"
@@ -100,7 +109,8 @@ def _explain(cls: type[Record], value: bytes, err: pydantic.ValidationError) -> 
         parts.append(f"{where}: {message}")
     more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
     code = {"missing": "missing_field", "extra_forbidden": "unknown_field", "value_error": "invalid_value"}.get(
-        kind, "invalid_field")
+        kind, "invalid_field"
+    )
     if any("physiologically impossible" in e["msg"] for e in errors):
         code = "implausible_value"
     elif any("in unit" in e["msg"] for e in errors):
@@ -108,13 +118,28 @@ def _explain(cls: type[Record], value: bytes, err: pydantic.ValidationError) -> 
     return InvalidEvent(code, "; ".join(parts) + more)
 
 
-def dead_letter(topic: str, partition: int, offset: int, timestamp_ms: int | None, key: bytes | None,
-                value: bytes | None, error: InvalidEvent) -> DeadLetter:
+def dead_letter(
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    key: bytes | None,
+    value: bytes | None,
+    error: InvalidEvent,
+) -> DeadLetter:
     """The dead-letter record of an input message that failed validation."""
     return DeadLetter(
-        schema="cardiowatch.dead_letter", version=1, source_topic=topic, partition=partition, offset=offset,
-        timestamp_ms=timestamp_ms, key_b64=_b64(key), value_b64=_b64(value), error=error.code,
-        reason=error.reason, detected_at=datetime.now(UTC),
+        schema="cardiowatch.dead_letter",
+        version=1,
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=timestamp_ms,
+        key_b64=_b64(key),
+        value_b64=_b64(value),
+        error=error.code,
+        reason=error.reason,
+        detected_at=datetime.now(UTC),
     )
 
 

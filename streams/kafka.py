@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -30,8 +31,10 @@ def wait_for_kafka(settings: Settings) -> KafkaAdminClient:
             return KafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=5000)
         except KafkaError as err:
             if time.monotonic() + delay > deadline:
-                raise BrokerUnavailable(f"Kafka at {settings.bootstrap_servers} did not answer within "
-                                        f"{settings.connect_timeout_s:g} s: {err}") from err
+                raise BrokerUnavailable(
+                    f"Kafka at {settings.bootstrap_servers} did not answer within "
+                    f"{settings.connect_timeout_s:g} s: {err}"
+                ) from err
             log.info("waiting for Kafka at %s (%s); retrying in %.1f s", settings.bootstrap_servers, err, delay)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
@@ -44,10 +47,9 @@ def ensure_topics(settings: Settings, names: tuple[str, ...] = topics.ALL_TOPICS
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            try:
+            # created meanwhile by another worker: the goal holds
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(n, settings.partitions, settings.replication_factor) for n in missing])
-            except TopicAlreadyExistsError:
-                pass  # created meanwhile by another worker: the goal holds
             log.info("created topics %s with %d partitions", ", ".join(missing), settings.partitions)
         return missing
     finally:
@@ -56,16 +58,25 @@ def ensure_topics(settings: Settings, names: tuple[str, ...] = topics.ALL_TOPICS
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """A kafka-python producer that keeps each source's order (one request in flight, idempotent)."""
-    kwargs: dict[str, Any] = dict(acks="all", linger_ms=5, batch_size=256 * 1024, enable_idempotence=True,
-                                  max_in_flight_requests_per_connection=5, compression_type=None)
+    kwargs: dict[str, Any] = dict(
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        enable_idempotence=True,
+        max_in_flight_requests_per_connection=5,
+        compression_type=None,
+    )
     kwargs.update(overrides)
     return KafkaProducer(**settings.client_kwargs(), **kwargs)
 
 
 def consumer(settings: Settings, *topic_names: str, **overrides: Any) -> KafkaConsumer:
     """A kafka-python consumer with the short session timeout and fetch wait the settings give."""
-    kwargs: dict[str, Any] = dict(session_timeout_ms=settings.session_timeout_ms,
-                                  heartbeat_interval_ms=max(settings.session_timeout_ms // 6, 500),
-                                  fetch_max_wait_ms=settings.fetch_max_wait_ms, enable_auto_commit=False)
+    kwargs: dict[str, Any] = dict(
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(settings.session_timeout_ms // 6, 500),
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        enable_auto_commit=False,
+    )
     kwargs.update(overrides)
     return KafkaConsumer(*topic_names, **settings.client_kwargs(), **kwargs)

@@ -22,10 +22,26 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PatientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s](.*[^\s])?$",
-                                 description="Patient identifier; also the Kafka message key.", examples=["mitdb-101"])]
-SourceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s](.*[^\s])?$",
-                                description="Device or gateway that produced the event.", examples=["bed-12-monitor"])]
+PatientId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\s](.*[^\s])?$",
+        description="Patient identifier; also the Kafka message key.",
+        examples=["mitdb-101"],
+    ),
+]
+SourceId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\s](.*[^\s])?$",
+        description="Device or gateway that produced the event.",
+        examples=["bed-12-monitor"],
+    ),
+]
 
 
 class Record(BaseModel):
@@ -81,10 +97,12 @@ class Observation(Record):
     code: str = Field(description="LOINC code, one of the table in docs/contracts.md.", examples=["8867-4"])
     value: float | None = Field(None, description="Numeric value in `unit`; absent for consciousness.", examples=[72])
     value_code: Literal["A", "C", "V", "P", "U"] | None = Field(
-        None, description="ACVPU level, only for consciousness (80288-4).")
+        None, description="ACVPU level, only for consciousness (80288-4)."
+    )
     unit: str | None = Field(None, description="UCUM unit of `value`; absent for consciousness.", examples=["/min"])
     method: Literal["invasive", "noninvasive"] | None = Field(
-        None, description="For blood pressures: arterial line or cuff.")
+        None, description="For blood pressures: arterial line or cuff."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Observation:
@@ -100,8 +118,10 @@ class Observation(Record):
         if self.unit != spec.unit and self.unit not in spec.aliases:
             raise ValueError(f"{spec.name} ({spec.code}) in unit {self.unit!r}: send {spec.unit!r}")
         if not spec.low <= self.value <= spec.high:
-            raise ValueError(f"{spec.name} = {self.value} {spec.unit} is physiologically impossible "
-                             f"(accepted {spec.low:g}..{spec.high:g})")
+            raise ValueError(
+                f"{spec.name} = {self.value} {spec.unit} is physiologically impossible "
+                f"(accepted {spec.low:g}..{spec.high:g})"
+            )
         return self
 
 
@@ -174,8 +194,10 @@ class RiskScore(Record):
 
     schema_: Literal["cardiowatch.risk_score"] = Field(alias="schema")
     version: Literal[1]
-    score_id: str = Field(description="Deterministic: patient id, window end and scorer version; a repeat "
-                                      "of the same window carries the same id.")
+    score_id: str = Field(
+        description="Deterministic: patient id, window end and scorer version; a repeat "
+        "of the same window carries the same id."
+    )
     patient_id: PatientId
     window_start: AwareDatetime
     window_end: AwareDatetime
@@ -251,4 +273,3 @@ class DeadLetter(Record):
     error: str = Field(description="Class of fault, e.g. `unknown_version`, `implausible_value`.")
     reason: str = Field(description="What is wrong, for a person to act on.")
     detected_at: AwareDatetime
-

@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import heapq
 import json
-import math
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -85,8 +85,9 @@ def parse_start(text: str | None, speed: float = 1.0, longest_s: float = 0.0) ->
     return when.astimezone(UTC)
 
 
-def recording_events(rec: Recording, patient_id: str, start: datetime, chunk_s: float,
-                     source_id: str | None = None) -> Iterator[Outgoing]:
+def recording_events(
+    rec: Recording, patient_id: str, start: datetime, chunk_s: float, source_id: str | None = None
+) -> Iterator[Outgoing]:
     """The messages of one recording, in send order: waveform chunks and, if any, vitals."""
     source_id = source_id or f"replay:{rec.name}"
     start_us = int(start.timestamp() * 1_000_000)
@@ -94,18 +95,31 @@ def recording_events(rec: Recording, patient_id: str, start: datetime, chunk_s: 
 
     def chunks() -> Iterator[Outgoing]:
         for seq, (pos, channels, samples) in enumerate(rec.chunks(chunk_s)):
-            chunk = WaveformChunk(patient_id, source_id, seq, start_us + round(pos * 1e6 / rec.sampling_rate),
-                                  rec.sampling_rate, channels, samples)
+            chunk = WaveformChunk(
+                patient_id,
+                source_id,
+                seq,
+                start_us + round(pos * 1e6 / rec.sampling_rate),
+                rec.sampling_rate,
+                channels,
+                samples,
+            )
             yield Outgoing(chunk.end_time_us, topics.ECG_WAVEFORM, key, encode_waveform(chunk))
 
     def vitals() -> Iterator[Outgoing]:
         for seq, sample in enumerate(rec.vitals):
             when = start + timedelta(seconds=sample.offset_s)
             doc = {
-                "schema": "cardiowatch.vitals", "version": 1, "patient_id": patient_id,
-                "source_id": f"{source_id}:numerics", "seq": seq, "time": when.isoformat().replace("+00:00", "Z"),
-                "observations": [{"code": code, "value": value, "unit": unit, **({"method": method} if method else {})}
-                                 for code, value, unit, method in sample.observations],
+                "schema": "cardiowatch.vitals",
+                "version": 1,
+                "patient_id": patient_id,
+                "source_id": f"{source_id}:numerics",
+                "seq": seq,
+                "time": when.isoformat().replace("+00:00", "Z"),
+                "observations": [
+                    {"code": code, "value": value, "unit": unit, **({"method": method} if method else {})}
+                    for code, value, unit, method in sample.observations
+                ],
             }
             yield Outgoing(int(when.timestamp() * 1_000_000), topics.VITALS, key, json.dumps(doc).encode())
 
@@ -125,13 +139,22 @@ def capture_events(path: Path) -> Iterator[Outgoing]:
             raise StreamsError(f"{path}: not a cardiowatch capture (version 1)")
         for line in handle:
             rec = json.loads(line)
-            yield Outgoing(int(rec["timestamp_ms"]) * 1000, rec["topic"],
-                           base64.b64decode(rec["key_b64"]) if rec["key_b64"] is not None else b"",
-                           base64.b64decode(rec["value_b64"]))
+            yield Outgoing(
+                int(rec["timestamp_ms"]) * 1000,
+                rec["topic"],
+                base64.b64decode(rec["key_b64"]) if rec["key_b64"] is not None else b"",
+                base64.b64decode(rec["value_b64"]),
+            )
 
 
-def replay(producer: KafkaProducer, streams: Iterable[Iterator[Outgoing]], speed: float = 1.0,
-           total: int | None = None, patients: int = 0, progress: bool = True) -> Summary:
+def replay(
+    producer: KafkaProducer,
+    streams: Iterable[Iterator[Outgoing]],
+    speed: float = 1.0,
+    total: int | None = None,
+    patients: int = 0,
+    progress: bool = True,
+) -> Summary:
     """Send the merged streams, paced at ``speed`` x real time (``inf``: as fast as the broker takes them).
 
     Args:

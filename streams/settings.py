@@ -20,9 +20,11 @@ class Settings(BaseSettings):
 
     bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, comma-separated.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="Kafka security protocol.")
+        "PLAINTEXT", description="Kafka security protocol."
+    )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*.")
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*."
+    )
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password.")
     ssl_cafile: str | None = Field(None, description="CA bundle that signs the brokers' certificates.")
@@ -31,13 +33,19 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partition count of every topic (co-partitioning).")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
     session_timeout_ms: int = Field(
-        6000, ge=1000, description="Consumer-group session timeout; short, because the embedded broker "
-                                   "holds each group join for half of it.")
+        6000,
+        ge=1000,
+        description="Consumer-group session timeout; short, because the embedded broker "
+        "holds each group join for half of it.",
+    )
     fetch_max_wait_ms: int = Field(
-        100, ge=0, description="Longest wait of an idle fetch; the embedded broker waits half of it.")
+        100, ge=0, description="Longest wait of an idle fetch; the embedded broker waits half of it."
+    )
     connect_timeout_s: float = Field(30.0, gt=0, description="How long start-up waits for Kafka.")
 
-    max_future_s: float = Field(300.0, gt=0, description="Input events timed further ahead of the wall clock are rejected.")
+    max_future_s: float = Field(
+        300.0, gt=0, description="Input events timed further ahead of the wall clock are rejected."
+    )
     app_id: str = Field("cardiowatch", description="Faust application id (the consumer group).")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the worker's /metrics and /health.")
     web_host: str = Field("0.0.0.0", description="Address the worker's web server binds.")
@@ -54,12 +62,17 @@ class Settings(BaseSettings):
 
     def client_kwargs(self) -> dict[str, Any]:
         """Connection settings shared by kafka-python and aiokafka clients."""
-        kwargs: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(","),
-                                  "security_protocol": self.security_protocol}
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
         context = self.ssl_context()
         if context is not None:
             kwargs["ssl_context"] = context
         if self.security_protocol.startswith("SASL"):
-            kwargs.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                          sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else None)
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else None,
+            )
         return kwargs

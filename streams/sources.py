@@ -102,7 +102,7 @@ class Recording:
             pos = seg.start
             while pos < end:
                 stop = min(end, (pos // step + 1) * step)
-                yield pos, seg.channels, seg.samples[:, pos - seg.start:stop - seg.start]
+                yield pos, seg.channels, seg.samples[:, pos - seg.start : stop - seg.start]
                 pos = stop
 
 
@@ -168,8 +168,9 @@ def _segment(start: int, record: wfdb.Record, skipped: list[str]) -> Segment | N
     if not channels:
         return None
     data = np.stack([column for column, _ in rows])
-    present = np.stack([column != invalid if invalid is not None else np.ones(column.shape, bool)
-                        for column, invalid in rows])
+    present = np.stack(
+        [column != invalid if invalid is not None else np.ones(column.shape, bool) for column, invalid in rows]
+    )
     values = data[present]
     fits16 = values.size == 0 or (values.min() > MISSING[1] and values.max() <= 32767)
     fmt = 1 if fits16 else 2
@@ -201,8 +202,11 @@ def read_numerics(path: Path, max_duration_s: float | None = None) -> list[Vital
         offset = round(row / record.fs, 3)  # the header rounds 1/60 Hz to 0.0166666666667
         if max_duration_s is not None and offset >= max_duration_s:
             break
-        obs = tuple((code, round(float(values[i]), 3), unit, method) for i, (code, unit, method) in known
-                    if np.isfinite(values[i]))
+        obs = tuple(
+            (code, round(float(values[i]), 3), unit, method)
+            for i, (code, unit, method) in known
+            if np.isfinite(values[i])
+        )
         if obs:
             out.append(VitalsSample(offset, obs))
     return out
@@ -221,8 +225,13 @@ def read_cinc_mat(path: Path, max_duration_s: float | None = None) -> Recording:
     return Recording(path.stem, CINC2017_RATE, samples.shape[1], [Segment(0, (channel,), samples)])
 
 
-def read_csv(path: Path, sampling_rate: float | None = None, kind: str = "ecg", unit: str = "mV",
-             max_duration_s: float | None = None) -> Recording:
+def read_csv(
+    path: Path,
+    sampling_rate: float | None = None,
+    kind: str = "ecg",
+    unit: str = "mV",
+    max_duration_s: float | None = None,
+) -> Recording:
     """Read a CSV recording: a header row of channel names, one row per sample, physical units.
 
     An optional first column ``time_s`` gives each sample's time in seconds (the sampling rate is then its

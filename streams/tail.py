@@ -27,9 +27,12 @@ def render(topic: str, key: bytes | None, value: bytes | None) -> str:
         start = datetime.fromtimestamp(chunk.start_time_us / 1e6, UTC).strftime("%H:%M:%S.%f")[:-3]
         phys = chunk.physical()
         leads = " ".join(
-            f"{c.name}[{np.nanmin(row):+.2f}..{np.nanmax(row):+.2f} {c.unit}]" if np.isfinite(row).any()
-            else f"{c.name}[missing]" for c, row in zip(chunk.channels, phys, strict=True))
-        return (f"{who:<14} #{chunk.seq:<6} {start} {chunk.sampling_rate:g} Hz x {chunk.samples.shape[1]:<5} {leads}")
+            f"{c.name}[{np.nanmin(row):+.2f}..{np.nanmax(row):+.2f} {c.unit}]"
+            if np.isfinite(row).any()
+            else f"{c.name}[missing]"
+            for c, row in zip(chunk.channels, phys, strict=True)
+        )
+        return f"{who:<14} #{chunk.seq:<6} {start} {chunk.sampling_rate:g} Hz x {chunk.samples.shape[1]:<5} {leads}"
     try:
         doc = json.loads(value)
     except ValueError:
@@ -38,11 +41,15 @@ def render(topic: str, key: bytes | None, value: bytes | None) -> str:
         return f"{who:<14} {doc!r}"
     schema = doc.get("schema", "?")
     if schema == "cardiowatch.dead_letter":
-        return (f"{who:<14} DLQ {doc.get('error')} from {doc.get('source_topic')}[{doc.get('partition')}]"
-                f"@{doc.get('offset')}: {doc.get('reason')}")
+        return (
+            f"{who:<14} DLQ {doc.get('error')} from {doc.get('source_topic')}[{doc.get('partition')}]"
+            f"@{doc.get('offset')}: {doc.get('reason')}"
+        )
     if schema == "cardiowatch.vitals":
-        obs = " ".join(f"{o.get('code')}={o.get('value', o.get('value_code'))}{o.get('unit') or ''}"
-                       for o in doc.get("observations", []))
+        obs = " ".join(
+            f"{o.get('code')}={o.get('value', o.get('value_code'))}{o.get('unit') or ''}"
+            for o in doc.get("observations", [])
+        )
         return f"{who:<14} {doc.get('time')} vitals {obs}"
     fields = {k: v for k, v in doc.items() if k not in ("schema", "version", "patient_id")}
     return f"{who:<14} {schema.removeprefix('cardiowatch.')} {json.dumps(fields, separators=(',', ':'))[:300]}"

@@ -30,7 +30,8 @@ DASHBOARD_FILE = REPO / "deploy" / "grafana" / "dashboards" / "cardiowatch.json"
 # --- helpers -------------------------------------------------------------------------------------------
 
 _VARIABLE = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<named>[A-Za-z_]\w*))")
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<named>[A-Za-z_]\w*))"
+)
 
 
 def _interpolate(value: Any) -> Any:
@@ -77,7 +78,7 @@ def _worker_metrics() -> dict[str, set[str]]:
     metrics = {}
     for obj in vars(streams.metrics).values():
         if isinstance(obj, MetricWrapperBase):
-            family = obj.describe()[0]
+            family = next(iter(obj.describe()))
             assert family.type in series, f"{family.name}: teach this test the series of a {family.type}"
             labels = set(obj._labelnames)  # prometheus_client has no public accessor for them
             for suffix in series[family.type]:
@@ -142,8 +143,19 @@ def _depends_on(service: dict[str, Any]) -> dict[str, str]:
 
 
 _PROMQL_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
-_PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and",
-                    "or", "unless"}
+_PROMQL_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "and",
+    "or",
+    "unless",
+}
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -153,7 +165,7 @@ def _metric_names(expr: str) -> set[str]:
     expr = _PROMQL_GROUPING.sub("", expr)
     names = set()
     for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][\w:]*", expr):
-        if not expr[match.end():].lstrip().startswith("(") and match.group() not in _PROMQL_KEYWORDS:
+        if not expr[match.end() :].lstrip().startswith("(") and match.group() not in _PROMQL_KEYWORDS:
             names.add(match.group())
     return names
 
@@ -177,6 +189,7 @@ def _datasource_uids(node: Any) -> set[str]:
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def services() -> dict[str, dict[str, Any]]:
@@ -215,10 +228,10 @@ def dashboard() -> dict[str, Any]:
 
 # --- settings ------------------------------------------------------------------------------------------
 
+
 def test_every_cardiowatch_variable_in_compose_is_a_setting_the_project_reads(services):
     known = _settings_fields()
-    named = {name for service in services.values() for name in _environment(service)
-             if name.startswith("CARDIOWATCH_")}
+    named = {name for service in services.values() for name in _environment(service) if name.startswith("CARDIOWATCH_")}
     assert named, "no CARDIOWATCH_* variable in docker-compose.yml"
     assert named <= known.keys(), f"not read by streams.settings: {sorted(named - known.keys())}"
 
@@ -235,6 +248,7 @@ def test_worker_environment_defaults_are_valid_settings(services, monkeypatch):
 
 # --- Kafka ---------------------------------------------------------------------------------------------
 
+
 def test_worker_bootstraps_from_the_kafka_internal_listener(services):
     kafka_env = _environment(services["kafka"])
     advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
@@ -249,8 +263,11 @@ def test_worker_bootstraps_from_the_kafka_internal_listener(services):
 
 def test_kafka_host_listener_is_published_on_its_port(services):
     kafka = services["kafka"]
-    host_listeners = [listener for listener in _listeners(_environment(kafka)["KAFKA_ADVERTISED_LISTENERS"]).values()
-                      if listener[0] == "localhost"]
+    host_listeners = [
+        listener
+        for listener in _listeners(_environment(kafka)["KAFKA_ADVERTISED_LISTENERS"]).values()
+        if listener[0] == "localhost"
+    ]
     assert host_listeners, "kafka advertises no listener for the host"
     for _, port in host_listeners:
         assert _published_ports(kafka).get(port) == port, f"localhost:{port} is not published"
@@ -284,6 +301,7 @@ def test_kafka_creates_no_topic_itself_and_defaults_to_the_project_partition_cou
 
 # --- worker --------------------------------------------------------------------------------------------
 
+
 def test_worker_image_is_built_from_the_repository_dockerfile_with_the_cli_entrypoint(services):
     build = services["worker"]["build"]
     dockerfile = COMPOSE_FILE.parent / build["context"] / build.get("dockerfile", "Dockerfile")
@@ -311,9 +329,13 @@ def test_worker_exposes_and_health_checks_its_web_port(services, web_port):
 
 # --- Prometheus and Grafana ----------------------------------------------------------------------------
 
+
 def test_prometheus_scrapes_every_worker_on_its_web_port(services, prometheus_config, web_port):
-    targets = [(job.get("metrics_path", "/metrics"), sd)
-               for job in prometheus_config["scrape_configs"] for sd in job.get("dns_sd_configs", [])]
+    targets = [
+        (job.get("metrics_path", "/metrics"), sd)
+        for job in prometheus_config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+    ]
     assert targets, "prometheus discovers no target through DNS"
     assert all(sd["names"] == ["worker"] and "worker" in services for _, sd in targets)
     assert all(sd.get("type") == "A" and sd["port"] == web_port for _, sd in targets)
@@ -361,6 +383,7 @@ def test_dashboard_panels_use_the_provisioned_datasource(dashboard, datasources)
 
 
 # --- files ---------------------------------------------------------------------------------------------
+
 
 def test_files_mounted_from_the_repository_exist(services):
     mounts = [(name, source) for name, service in services.items() for source in _bind_mounts(service).values()]

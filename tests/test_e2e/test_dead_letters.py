@@ -29,11 +29,16 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def worker(settings: Settings, tmp_path_factory) -> Iterator[int]:
     port = free_port()
     log = open(tmp_path_factory.mktemp("worker") / "worker.log", "wb")  # noqa: SIM115
-    env = {**os.environ, "CARDIOWATCH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "CARDIOWATCH_WEB_PORT": str(port), "CARDIOWATCH_APP_ID": "dlq-test",
-           "CARDIOWATCH_DATA_DIR": str(tmp_path_factory.mktemp("state"))}
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "CARDIOWATCH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "CARDIOWATCH_WEB_PORT": str(port),
+        "CARDIOWATCH_APP_ID": "dlq-test",
+        "CARDIOWATCH_DATA_DIR": str(tmp_path_factory.mktemp("state")),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -54,16 +59,27 @@ def worker(settings: Settings, tmp_path_factory) -> Iterator[int]:
         log.close()
 
 
-def ecg(patient: str, seq: int, channels=(Channel("II", "ecg", "mV", 200.0, 0),), n: int = 250,
-        start: datetime = NOW) -> bytes:
-    samples = (np.arange(len(channels) * n, dtype=np.int16).reshape(len(channels), n) % 100)
+LEAD_II = (Channel("II", "ecg", "mV", 200.0, 0),)
+
+
+def ecg(patient: str, seq: int, channels=LEAD_II, n: int = 250, start: datetime = NOW) -> bytes:
+    samples = np.arange(len(channels) * n, dtype=np.int16).reshape(len(channels), n) % 100
     return encode_waveform(WaveformChunk(patient, "mon", seq, int(start.timestamp() * 1e6), 250.0, channels, samples))
 
 
 def vitals(patient: str, **obs) -> bytes:
     observation = {"code": "8867-4", "value": 70, "unit": "/min", **obs}
-    return json.dumps({"schema": "cardiowatch.vitals", "version": 1, "patient_id": patient, "source_id": "mon",
-                       "seq": 0, "time": NOW.isoformat(), "observations": [observation]}).encode()
+    return json.dumps(
+        {
+            "schema": "cardiowatch.vitals",
+            "version": 1,
+            "patient_id": patient,
+            "source_id": "mon",
+            "seq": 0,
+            "time": NOW.isoformat(),
+            "observations": [observation],
+        }
+    ).encode()
 
 
 def bad_events(patient: str) -> list[tuple[str, bytes, str]]:
@@ -71,8 +87,16 @@ def bad_events(patient: str) -> list[tuple[str, bytes, str]]:
     good = ecg(patient, 0)
     version2 = bytearray(good)
     version2[4] = 2
-    note = {"schema": "cardiowatch.note", "version": 1, "patient_id": patient, "source_id": "ehr", "note_id": "n",
-            "time": NOW.isoformat(), "author_role": "nurse", "text": "t"}
+    note = {
+        "schema": "cardiowatch.note",
+        "version": 1,
+        "patient_id": patient,
+        "source_id": "ehr",
+        "note_id": "n",
+        "time": NOW.isoformat(),
+        "author_role": "nurse",
+        "text": "t",
+    }
     return [
         (topics.ECG_WAVEFORM, b"\x00\x01\x02 not a frame", "truncated"),
         (topics.ECG_WAVEFORM, b'{"patient_id": "dlq-patient", "samples": [0.1, 0.2, 0.3, 0.4]}', "bad_magic"),
@@ -88,7 +112,11 @@ def bad_events(patient: str) -> list[tuple[str, bytes, str]]:
         (topics.VITALS, vitals(patient).replace(b'"value": 70', b'"value": NaN'), "invalid_field"),
         (topics.VITALS, vitals(patient, value=900), "implausible_value"),
         (topics.VITALS, vitals(patient, code="8310-5", value=98.6, unit="[degF]"), "wrong_unit"),
-        (topics.NOTES, json.dumps({**note, "time": (NOW + timedelta(days=1)).isoformat()}).encode(), "future_timestamp"),
+        (
+            topics.NOTES,
+            json.dumps({**note, "time": (NOW + timedelta(days=1)).isoformat()}).encode(),
+            "future_timestamp",
+        ),
         (topics.IMAGING, json.dumps({"schema": "cardiowatch.imaging", "version": 1}).encode(), "missing_field"),
     ]
 
@@ -110,13 +138,16 @@ def test_each_malformed_event_lands_in_its_dead_letter_topic_while_good_events_f
             prod.send(topics.ECG_WAVEFORM, key=b"good-patient", value=ecg("good-patient", 100 + i))
             prod.send(topics.VITALS, key=b"good-patient", value=vitals("good-patient"))
         prod.send(topics.VITALS, key=b"someone-else", value=vitals(patient))  # key differs from patient id
-    expected = [(t, code) for t, _, code in cases] + [(topics.VITALS, "key_mismatch")]
+        prod.send(topics.VITALS, key=None, value=vitals(patient))
+    expected = [(t, code) for t, _, code in cases] + [(topics.VITALS, "key_mismatch"), (topics.VITALS, "missing_key")]
 
     cons = consumer(settings, *topics.DLQ_TOPICS, auto_offset_reset="earliest")
     letters, deadline = [], time.monotonic() + 60
     while len(letters) < len(expected) and time.monotonic() < deadline:
         for messages in cons.poll(timeout_ms=500).values():
-            letters += [(m.key, json.loads(m.value)) for m in messages if m.key in (patient.encode(), b"someone-else")]
+            letters += [
+                (m.key, json.loads(m.value)) for m in messages if m.key in (patient.encode(), b"someone-else", None)
+            ]
     cons.close()
 
     got = sorted((doc["source_topic"], doc["error"]) for _, doc in letters)

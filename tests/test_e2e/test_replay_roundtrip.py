@@ -24,8 +24,9 @@ from streams.waveform import WaveformDecoder
 START = "2026-01-01T00:00:00Z"
 
 
-def consume_patients(settings: Settings, wanted: set[str], expected: int, topic=topics.ECG_WAVEFORM,
-                     timeout_s: float = 120.0) -> dict[str, list]:
+def consume_patients(
+    settings: Settings, wanted: set[str], expected: int, topic=topics.ECG_WAVEFORM, timeout_s: float = 120.0
+) -> dict[str, list]:
     """Every chunk of the wanted patients on the topic, in partition order, decoded."""
     decoder = WaveformDecoder(max_future_s=None)
     out: dict[str, list] = defaultdict(list)
@@ -46,10 +47,26 @@ def consume_patients(settings: Settings, wanted: set[str], expected: int, topic=
 
 def test_replaying_record_101_as_fast_as_possible_delivers_every_sample_in_order(settings, data_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", str(data_dir / "mitdb" / "101"), "--speed", "max",
-         "--start", START, "--patient-map", "/dev/null", "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "replay",
+            str(data_dir / "mitdb" / "101"),
+            "--speed",
+            "max",
+            "--start",
+            START,
+            "--patient-map",
+            "/dev/null",
+            "--no-progress",
+        ],
         env={"CARDIOWATCH_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "PATH": ""},
-        capture_output=True, text=True, timeout=300, check=True)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert "patients      1" in result.stdout and "failed sends  0" in result.stdout
     record = wfdb.rdrecord(str(data_dir / "mitdb" / "101"), physical=False)
     expected_chunks = -(-record.sig_len // 360)
@@ -68,8 +85,13 @@ def test_twenty_patients_replayed_concurrently_arrive_complete_and_in_order(sett
     recordings = {f"twenty-{n}": read_recording(data_dir / "mitdb" / n, max_duration_s=300) for n in names}
     start = parse_start(START)
     with producer(settings) as prod:
-        summary = replay(prod, [recording_events(r, p, start, 1.0) for p, r in recordings.items()], float("inf"),
-                         patients=len(recordings), progress=False)
+        summary = replay(
+            prod,
+            [recording_events(r, p, start, 1.0) for p, r in recordings.items()],
+            float("inf"),
+            patients=len(recordings),
+            progress=False,
+        )
     assert summary.failed == 0 and summary.events[topics.ECG_WAVEFORM] == 20 * 300
     got = consume_patients(settings, set(recordings), 20 * 300)
     assert set(got) == set(recordings)
@@ -83,8 +105,9 @@ def test_numerics_of_a_bedside_record_become_vitals_events(settings, data_dir):
     path = data_dir / "waveform_streams" / "multi-segment" / "s25047" / "s25047-2704-05-04-10-44"
     rec = read_recording(path, max_duration_s=600)
     with producer(settings) as prod:
-        summary = replay(prod, [recording_events(rec, "vitals-s25047", parse_start(START), 1.0)], float("inf"),
-                         progress=False)
+        summary = replay(
+            prod, [recording_events(rec, "vitals-s25047", parse_start(START), 1.0)], float("inf"), progress=False
+        )
     assert summary.events[topics.VITALS] == len(rec.vitals) == 10
     cons = consumer(settings, topics.VITALS, auto_offset_reset="earliest")
     docs, deadline = [], time.monotonic() + 30
