@@ -19,6 +19,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check streams models alerts tests benchmarks
+	$(BIN)/mypy streams models alerts
 	CARDIOWATCH_DATA=$(DATA) $(BIN)/python -m pytest -q
 
 lint: install

@@ -249,10 +249,12 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import BaseModel
+
     from streams.records import Alert, AlertAck, DeadLetter, ImagingEvent, NoteEvent, RiskScore, VitalsEvent
 
     args.out.mkdir(parents=True, exist_ok=True)
-    schemas = {
+    schemas: dict[str, type[BaseModel]] = {
         topics.VITALS: VitalsEvent,
         topics.IMAGING: ImagingEvent,
         topics.NOTES: NoteEvent,

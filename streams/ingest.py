@@ -56,11 +56,12 @@ class Ingest:
         if cls is None:
             raise InvalidEvent("unknown_topic", f"topic {topic!r} is not an input topic")
         record = _decode_json(cls, value)
-        if key is not None and key != record.patient_id.encode():  # type: ignore[attr-defined]
+        patient_id: str = record.patient_id  # type: ignore[attr-defined]  # every JSON input record has one
+        if key != patient_id.encode():
             raise InvalidEvent(
                 "key_mismatch",
-                f"message key {key!r} differs from patient id {record.patient_id!r}; key every event by its patient id",
-            )  # type: ignore[attr-defined]
+                f"message key {key!r} differs from patient id {patient_id!r}; key every event by its patient id",
+            )
         when: datetime = getattr(record, "time", None) or record.study_time  # type: ignore[attr-defined]
         ahead = when.timestamp() - time.time()
         if ahead > self.max_future_s:

@@ -38,7 +38,7 @@ from streams.errors import InvalidEvent
 
 MAGIC: Final = b"CWWF"
 VERSION: Final = 1
-SAMPLE_FORMATS: Final = {1: np.dtype("<i2"), 2: np.dtype("<i4")}
+SAMPLE_FORMATS: Final[dict[int, np.dtype]] = {1: np.dtype("<i2"), 2: np.dtype("<i4")}
 MISSING: Final = {1: -32768, 2: -(2**31)}
 MAX_CHANNELS: Final = 64
 MAX_SAMPLES: Final = 120_000
@@ -192,6 +192,10 @@ def _str(text: str, width: int) -> bytes:
     return len(raw).to_bytes(width, "little") + raw
 
 
+#: What the decoder caches per source: patient id, its key bytes, source id, channels, plausible digital range.
+_Entry = tuple[str, bytes, str, tuple[Channel, ...], tuple[int, int] | None]
+
+
 class WaveformDecoder:
     """Decodes and validates frames; caches the parsed channel block of each source.
 
@@ -207,7 +211,7 @@ class WaveformDecoder:
     def __init__(self, max_future_s: float | None = 300.0, cache_size: int = 65536) -> None:
         self.max_future_us = None if max_future_s is None else int(max_future_s * 1e6)
         self.cache_size = cache_size
-        self._blocks: dict[bytes, tuple[str, str, tuple[Channel, ...], tuple[int, int] | None]] = {}
+        self._blocks: dict[tuple[bytes, bytes], _Entry] = {}
 
     def decode(self, data: bytes, key: bytes | None = None, now_us: int | None = None) -> WaveformChunk:
         """Decode one frame, raising :class:`InvalidEvent` with the reason when it breaks the contract.
