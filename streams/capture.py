@@ -11,10 +11,18 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from kafka import KafkaConsumer
+
+from streams.errors import StreamsError
+from streams.replay import Outgoing
+
+FORMAT: Final = "cardiowatch.capture"
+VERSION: Final = 1
 
 
 def capture(
@@ -35,8 +43,8 @@ def capture(
         handle.write(
             json.dumps(
                 {
-                    "format": "cardiowatch.capture",
-                    "version": 1,
+                    "format": FORMAT,
+                    "version": VERSION,
                     "topics": topic_names,
                     "created": datetime.now(UTC).isoformat(),
                 }
@@ -67,3 +75,19 @@ def capture(
                         return count
             if now - last > idle_s or (duration_s is not None and now - started > duration_s):
                 return count
+
+
+def capture_events(path: Path) -> Iterator[Outgoing]:
+    """The messages of a capture file , byte for byte, in captured order."""
+    with open(path) as handle:
+        header = json.loads(handle.readline() or "{}")
+        if header.get("format") != FORMAT or header.get("version") != VERSION:
+            raise StreamsError(f"{path}: not a cardiowatch capture (version 1)")
+        for line in handle:
+            rec = json.loads(line)
+            yield Outgoing(
+                int(rec["timestamp_ms"]) * 1000,
+                rec["topic"],
+                base64.b64decode(rec["key_b64"]) if rec["key_b64"] is not None else b"",
+                base64.b64decode(rec["value_b64"]),
+            )

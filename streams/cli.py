@@ -150,9 +150,10 @@ def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.capture import capture_events
     from streams.kafka import producer, wait_for_kafka
-    from streams.replay import capture_events, event_count, parse_start, recording_events, replay
-    from streams.sources import expand, read_csv, read_recording
+    from streams.replay import event_count, parse_start, recording_events, replay
+    from streams.sources import default_patient_id, expand, read_csv, read_recording
 
     speed = float("inf") if args.speed == "max" else float(args.speed)
     wait_for_kafka(settings).close()
@@ -169,7 +170,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 rec = read_csv(path, args.csv_sampling_rate, max_duration_s=args.max_duration)
             else:
                 rec = read_recording(path, args.max_duration)
-            patient = mapping.get(str(path), mapping.get(path.name, f"{path.parent.name}-{rec.name}"))
+            patient = mapping.get(str(path), mapping.get(path.name, default_patient_id(path)))
             if rec.skipped_channels:
                 logging.getLogger(__name__).info(
                     "%s: channels outside the contract not sent: %s", path, ", ".join(rec.skipped_channels)

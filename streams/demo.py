@@ -20,7 +20,7 @@ from streams.errors import InvalidEvent, StreamsError
 from streams.kafka import consumer, ensure_topics, producer
 from streams.replay import recording_events, replay
 from streams.settings import Settings
-from streams.sources import read_recording
+from streams.sources import default_patient_id, read_recording
 from streams.waveform import WaveformDecoder
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def run_demo(settings: Settings, data: Path, speed: float, duration_s: float) ->
 
 def _run(conf: Settings, paths: list[Path], speed: float, duration_s: float) -> int:
     span_s = duration_s * speed
-    recordings = [(f"{p.parent.name}-{p.name}", read_recording(p, max_duration_s=span_s)) for p in paths]
+    recordings = [(default_patient_id(p), read_recording(p, max_duration_s=span_s)) for p in paths]
     # Faster than real time, event time runs ahead of the clock: start in the past so that it ends now.
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=span_s - duration_s)
     print(f"replay: {len(recordings)} recordings at {speed:g}x real time, from {start.isoformat()}", flush=True)

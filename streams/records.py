@@ -22,26 +22,14 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PatientId = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[^\s](.*[^\s])?$",
-        description="Patient identifier; also the Kafka message key.",
-        examples=["mitdb-101"],
-    ),
-]
-SourceId = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[^\s](.*[^\s])?$",
-        description="Device or gateway that produced the event.",
-        examples=["bed-12-monitor"],
-    ),
-]
+
+def _identifier(description: str, example: str) -> Any:
+    """An id field: 1-64 characters without surrounding spaces."""
+    return Field(min_length=1, max_length=64, pattern=r"^[^\s](.*[^\s])?$", description=description, examples=[example])
+
+
+PatientId = Annotated[str, _identifier("Patient identifier; also the Kafka message key.", "mitdb-101")]
+SourceId = Annotated[str, _identifier("Device or gateway that produced the event.", "bed-12-monitor")]
 
 
 class Record(BaseModel):

@@ -7,7 +7,6 @@ monitor would send it. Numerics become ``vitals`` events at their own minute.
 
 from __future__ import annotations
 
-import base64
 import heapq
 import json
 import logging
@@ -17,7 +16,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import NamedTuple
 
 from kafka import KafkaProducer
@@ -129,22 +127,6 @@ def recording_events(
 def event_count(rec: Recording, chunk_s: float) -> int:
     """How many messages :func:`recording_events` yields for a recording."""
     return sum(1 for _ in rec.chunks(chunk_s)) + len(rec.vitals)
-
-
-def capture_events(path: Path) -> Iterator[Outgoing]:
-    """The messages of a capture file (see :mod:`streams.capture`), byte for byte, in captured order."""
-    with open(path) as handle:
-        header = json.loads(handle.readline() or "{}")
-        if header.get("format") != "cardiowatch.capture" or header.get("version") != 1:
-            raise StreamsError(f"{path}: not a cardiowatch capture (version 1)")
-        for line in handle:
-            rec = json.loads(line)
-            yield Outgoing(
-                int(rec["timestamp_ms"]) * 1000,
-                rec["topic"],
-                base64.b64decode(rec["key_b64"]) if rec["key_b64"] is not None else b"",
-                base64.b64decode(rec["value_b64"]),
-            )
 
 
 def replay(

@@ -171,11 +171,7 @@ def _segment(start: int, record: wfdb.Record, skipped: list[str]) -> Segment | N
     present = np.stack(
         [column != invalid if invalid is not None else np.ones(column.shape, bool) for column, invalid in rows]
     )
-    values = data[present]
-    fits16 = values.size == 0 or (values.min() > MISSING[1] and values.max() <= 32767)
-    fmt = 1 if fits16 else 2
-    samples = np.where(present, data, MISSING[fmt]).astype(np.int16 if fmt == 1 else np.int32)
-    return Segment(start, tuple(channels), samples)
+    return Segment(start, tuple(channels), _frame_samples(data, ~present))
 
 
 def _channel(raw_name: str, unit: str, gain: float, baseline: int) -> Channel | None:
@@ -264,11 +260,23 @@ def read_csv(
         lead = ECG_LEADS.get(name.upper())
         channels.append(Channel(lead, "ecg", "mV", CSV_GAIN, 0) if lead else Channel(name, kind, unit, CSV_GAIN, 0))
     digital = np.round(table.T * CSV_GAIN)
-    missing = ~np.isfinite(digital)
-    finite = digital[~missing]
-    fmt = 1 if finite.size == 0 or np.abs(finite).max() <= 32767 else 2
-    samples = np.where(missing, MISSING[fmt], np.nan_to_num(digital)).astype(np.int16 if fmt == 1 else np.int32)
+    samples = _frame_samples(np.nan_to_num(digital), ~np.isfinite(digital))
     return Recording(path.stem, float(sampling_rate), samples.shape[1], [Segment(0, tuple(channels), samples)])
+
+
+def _frame_samples(digital: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Digital samples as the frame carries them, with the missing-sample marker where ``missing``.
+
+    int16 when every present value fits (the marker itself excluded), int32 otherwise.
+    """
+    present = digital[~missing]
+    fmt = 1 if present.size == 0 or (present.min() > MISSING[1] and present.max() <= 32767) else 2
+    return np.where(missing, MISSING[fmt], digital).astype(np.int16 if fmt == 1 else np.int32)
+
+
+def default_patient_id(path: Path) -> str:
+    """Patient id of a recording when no mapping names one: ``<folder>-<record>``, e.g. ``mitdb-101``."""
+    return f"{path.parent.name}-{path.stem if path.suffix in ('.csv', '.mat') else path.name}"
 
 
 def expand(paths: list[Path]) -> list[Path]:

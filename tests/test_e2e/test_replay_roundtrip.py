@@ -14,9 +14,9 @@ import wfdb
 
 from streams import topics
 from streams.broker import EmbeddedBroker
-from streams.capture import capture
+from streams.capture import capture, capture_events
 from streams.kafka import consumer, ensure_topics, producer
-from streams.replay import capture_events, parse_start, recording_events, replay
+from streams.replay import parse_start, recording_events, replay
 from streams.settings import Settings
 from streams.sources import read_recording
 from streams.waveform import WaveformDecoder
