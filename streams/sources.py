@@ -145,7 +145,7 @@ def read_wfdb(path: Path, max_duration_s: float | None = None) -> Recording:
         segment = _segment(0, record, skipped)
         segments = [segment] if segment is not None else []
         length = record.sig_len
-    if not segments:
+    if not segments and skipped:  # no segments and nothing skipped: the span read is all gap (a silent monitor)
         raise SourceError(f"{path}: no channel the contract knows (signals: {', '.join(sorted(set(skipped)))})")
     rec = Recording(path.name, float(record.fs), length, segments, skipped_channels=sorted(set(skipped)))
     numerics = path.with_name(path.name + "n")

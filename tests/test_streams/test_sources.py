@@ -41,6 +41,13 @@ def test_a_multi_segment_record_is_cut_at_segment_boundaries_and_keeps_each_segm
         assert any(lo <= pos and pos + samples.shape[1] <= hi for lo, hi in bounds)
 
 
+def test_a_span_that_is_all_gap_reads_as_silence_with_its_vitals(data_dir):
+    path = data_dir / "waveform_streams" / "multi-segment" / "s25047" / "s25047-2704-05-04-10-44"
+    rec = read_recording(path, max_duration_s=120)  # the record opens with a 206-s gap
+    assert rec.segments == [] and list(rec.chunks(1.0)) == []
+    assert len(rec.vitals) == 2
+
+
 def test_invalid_wfdb_samples_become_the_missing_marker(data_dir):
     rec = read_recording(data_dir / "waveform_streams" / "03700181")
     ref = wfdb.rdrecord(str(data_dir / "waveform_streams" / "03700181"), physical=False)
