@@ -1,0 +1,116 @@
+"""Alignment: vitals as of the window end with staleness and trend; imaging and notes as context."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from streams.align import STALENESS_S, AlignConfig, add_context, add_vitals, align, vitals_as_of
+from streams.records import ImagingEvent, NoteEvent, VitalsEvent
+from streams.windows import US
+
+T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+CONFIG = AlignConfig()
+
+
+def vitals(seconds: float, **values: float) -> VitalsEvent:
+    codes = {"heart_rate": ("8867-4", "/min"), "spo2": ("2708-6", "%"), "systolic_bp": ("8480-6", "mm[Hg]")}
+    return VitalsEvent.model_validate(
+        {
+            "schema": "cardiowatch.vitals",
+            "version": 1,
+            "patient_id": "p1",
+            "source_id": "m1",
+            "seq": int(seconds),
+            "time": T0 + timedelta(seconds=seconds),
+            "observations": [{"code": codes[k][0], "value": v, "unit": codes[k][1]} for k, v in values.items()],
+        }
+    )
+
+
+def at(seconds: float) -> float:
+    return (T0 + timedelta(seconds=seconds)).timestamp()
+
+
+def test_vitals_join_as_of_the_window_end_never_from_its_future() -> None:
+    history: dict = {}
+    for s, hr in ((0, 70), (60, 80), (120, 90)):
+        add_vitals(history, vitals(s, heart_rate=hr), CONFIG)
+    got = vitals_as_of(history, at(100), CONFIG)
+    assert got["heart_rate"].value == 80 and got["heart_rate"].age_s == pytest.approx(40)
+
+
+def test_out_of_order_vitals_are_put_in_time_order() -> None:
+    history: dict = {}
+    for s, hr in ((120, 90), (0, 70), (60, 80)):
+        add_vitals(history, vitals(s, heart_rate=hr), CONFIG)
+    assert [p[1] for p in history["heart_rate"]] == [70, 80, 90]
+    assert vitals_as_of(history, at(61), CONFIG)["heart_rate"].value == 80
+
+
+def test_a_value_older_than_its_staleness_limit_is_not_joined() -> None:
+    history = add_vitals({}, vitals(0, heart_rate=70, systolic_bp=120), CONFIG)
+    got = vitals_as_of(history, at(STALENESS_S["heart_rate"] + 1), CONFIG)
+    assert "heart_rate" not in got and got["systolic_bp"].value == 120  # a cuff pressure stays valid longer
+
+
+def test_the_trend_is_the_least_squares_slope_per_hour() -> None:
+    history: dict = {}
+    for k in range(10):  # +1 /min every minute = +60 /h
+        add_vitals(history, vitals(60 * k, heart_rate=70 + k), CONFIG)
+    got = vitals_as_of(history, at(540), CONFIG)
+    assert got["heart_rate"].trend_per_h == pytest.approx(60.0)
+    assert vitals_as_of({"heart_rate": [[at(0), 70.0]]}, at(1), CONFIG)["heart_rate"].trend_per_h is None
+
+
+def test_dense_vitals_are_thinned_to_the_resolution_and_bounded_in_age() -> None:
+    history: dict = {}
+    config = AlignConfig(keep_s=600, resolution_s=10)
+    for s in range(0, 1800):  # 1 Hz for 30 minutes
+        add_vitals(history, vitals(s, heart_rate=60 + s % 5), config)
+    times = [p[0] for p in history["heart_rate"]]
+    assert times[-1] == at(1799) and times[-1] - times[0] <= 600
+    assert len(times) <= 600 / 10 + 2
+
+
+def test_imaging_and_notes_come_as_context_with_their_age() -> None:
+    imaging = ImagingEvent.model_validate(
+        {
+            "schema": "cardiowatch.imaging",
+            "version": 1,
+            "patient_id": "p1",
+            "source_id": "pacs",
+            "study_id": "s1",
+            "modality": "echo",
+            "study_time": T0,
+            "findings": {"lvef_percent": 35, "wall_motion_abnormality": True},
+        }
+    )
+    notes = [
+        NoteEvent.model_validate(
+            {
+                "schema": "cardiowatch.note",
+                "version": 1,
+                "patient_id": "p1",
+                "source_id": "ehr",
+                "note_id": f"n{k}",
+                "time": T0 + timedelta(hours=k),
+                "author_role": "nurse",
+                "text": f"note {k}",
+            }
+        )
+        for k in range(5)
+    ]
+    context: dict = {}
+    for ev in [imaging, *notes]:
+        add_context(context, ev, CONFIG)
+    end_us = round(at(4 * 3600 + 60) * US)
+    sample = align(None, "p1", end_us - 10 * US, end_us, None, context, CONFIG)
+    assert sample.imaging is not None and sample.imaging.data["lvef_percent"] == 35
+    assert sample.imaging.age_s == pytest.approx(4 * 3600 + 60)
+    assert [n.data["text"] for n in sample.notes] == ["note 4", "note 3", "note 2"]
+    assert sample.modalities == ["imaging", "notes"]
+    # a study after the window end is not yet known to that window
+    early = align(None, "p1", round(at(-20) * US), round(at(-10) * US), None, context, CONFIG)
+    assert early.imaging is None and early.notes == []
