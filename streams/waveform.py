@@ -49,6 +49,11 @@ _FIXED = struct.Struct("<4sBBHIQqd")
 _ITEMSIZE: Final = {fmt: dtype.itemsize for fmt, dtype in SAMPLE_FORMATS.items()}
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce
 _CHANNEL_TAIL = struct.Struct("<di")
+#: Offset of the variable-length block (the decoder's cache key starts at the sampling rate, offset 28).
+_BLOCK_START: Final = _FIXED.size
+#: Smallest end of that block: two empty ids, no channel. A frame whose samples would end it earlier is
+#: shorter than its header declares (and the cache key would slice from the frame's end).
+_MIN_BLOCK_END: Final = _BLOCK_START + 4
 
 #: Lead names accepted for ``kind == "ecg"``, mapped from their upper-case spelling to the canonical one.
 #: Standard 12 leads, the modified limb/chest leads of Holter and bedside monitors (MLI-MLIII, MCL1,
@@ -192,8 +197,28 @@ def _str(text: str, width: int) -> bytes:
     return len(raw).to_bytes(width, "little") + raw
 
 
-#: What the decoder caches per source: patient id, its key bytes, source id, channels, plausible digital range.
-_Entry = tuple[str, bytes, str, tuple[Channel, ...], tuple[int, int] | None]
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """The digital range within which every channel of a layout is plausible, and its byte-level screen.
+
+    ``low..high`` lets the decoder check all amplitudes with one ``min`` and one ``max``. For int16 frames
+    ``safe_high_bytes`` goes one step cheaper: a sample whose high byte is one of these lies inside
+    ``low..high`` whatever its low byte, so a chunk whose high bytes (every second byte of the sample
+    block) all are in the set is plausible, as two C loops over bytes show (a strided slice and
+    ``bytes.translate``; about 1 us for 2 x 360 samples, where the two NumPy reductions take 2.5 us). A
+    chunk that fails the screen is checked with ``min``/``max``, and one that fails those channel by
+    channel, so the screen only ever skips work, never a rejection. None for int32 frames, or when no high
+    byte is safe.
+    """
+
+    low: int
+    high: int
+    safe_high_bytes: bytes | None
+
+
+#: What the decoder caches per source and channel layout: patient id, its key bytes, source id, channels,
+#: sample dtype, and the amplitude screen (see :class:`_Bounds`), None when no channel has a plausible range.
+_Entry = tuple[str, bytes, str, tuple[Channel, ...], np.dtype, _Bounds | None]
 
 
 class WaveformDecoder:
@@ -221,18 +246,22 @@ class WaveformDecoder:
             key: The Kafka message key; when given it must equal the patient id.
             now_us: Wall clock for the future-timestamp check (default: now).
         """
-        # The hot path runs once per chunk: header checks are cached with the channel block, and the
-        # amplitude check is two bare ufunc reductions over the flat samples.
+        # The hot path runs once per chunk: the header fields that describe the layout (version, format,
+        # channel and sample counts, rate) are validated once with the channel block and found again by
+        # their bytes; magic, key, start time and amplitudes are checked for every chunk. The samples stay
+        # in the message's buffer (one read-only view, no copy); the amplitude check usually reads only
+        # their high bytes (see _Bounds).
+        if type(data) is not bytes:
+            data = _as_bytes(data)
         try:
             magic, version, fmt, n_channels, n_samples, seq, start_us, rate = _FIXED.unpack_from(data)
-        except (struct.error, TypeError):
+        except struct.error:
             raise _header_error(data) from None
-        itemsize = _ITEMSIZE.get(fmt, 0)
-        block_end = len(data) - n_channels * n_samples * itemsize
-        entry = self._blocks.get((data[4:12], data[28:block_end]))
+        block_end = len(data) - n_channels * n_samples * _ITEMSIZE.get(fmt, 0)
+        entry = self._blocks.get((data[4:12], data[28:block_end])) if block_end >= _MIN_BLOCK_END else None
         if entry is None or magic != MAGIC:
             entry = self._parse(data, magic, version, fmt, n_channels, n_samples, rate, block_end)
-        patient_id, key_bytes, source_id, channels, fast_bounds = entry
+        patient_id, key_bytes, source_id, channels, dtype, bounds = entry
         if key is not None and key != key_bytes:
             raise InvalidEvent(
                 "key_mismatch",
@@ -248,10 +277,12 @@ class WaveformDecoder:
                 )
         if start_us < 0:
             raise InvalidEvent("implausible_value", f"start time {start_us} us is before 1970")
-        flat = np.frombuffer(data, SAMPLE_FORMATS[fmt], n_channels * n_samples, block_end)
-        samples = flat.reshape(n_channels, n_samples)
-        if fast_bounds is not None and not (_MIN(flat) >= fast_bounds[0] and _MAX(flat) <= fast_bounds[1]):
-            _check_amplitudes(samples, channels, fmt)
+        samples = np.ndarray((n_channels, n_samples), dtype, data, block_end)
+        if bounds is not None:
+            screen = bounds.safe_high_bytes
+            # Deleting the safe high bytes leaves those of the samples the screen cannot vouch for.
+            if screen is None or data[block_end + 1 :: 2].translate(None, screen):
+                _check_amplitudes(samples, channels, bounds)
         return WaveformChunk(patient_id, source_id, seq, start_us, rate, channels, samples)
 
     def _parse(
@@ -264,7 +295,7 @@ class WaveformDecoder:
         n_samples: int,
         rate: float,
         block_end: int,
-    ) -> tuple[str, bytes, str, tuple[Channel, ...], tuple[int, int] | None]:
+    ) -> _Entry:
         """Validate the header and parse the channel block of a source not seen before; cache the result."""
         if magic != MAGIC:
             raise InvalidEvent("bad_magic", f"not a cardiowatch waveform frame: magic {magic!r}, expected {MAGIC!r}")
@@ -284,14 +315,14 @@ class WaveformDecoder:
                 "implausible_value", f"sampling rate {rate} Hz outside {MIN_SAMPLING_RATE:g}..{MAX_SAMPLING_RATE:g} Hz"
             )
         sample_bytes = n_channels * n_samples * dtype.itemsize
-        if block_end < _FIXED.size + 4:
+        if block_end < _MIN_BLOCK_END:
             raise InvalidEvent(
                 "length_mismatch",
                 f"frame of {len(data)} bytes cannot hold the {sample_bytes} sample "
                 f"bytes that {n_channels} channels x {n_samples} samples of {dtype.itemsize} bytes declare",
             )
         try:
-            patient_id, source_id, channels, fast = _parse_block(bytes(data[_FIXED.size : block_end]), n_channels)
+            patient_id, source_id, channels, fast = _parse_block(bytes(data[_BLOCK_START:block_end]), n_channels)
         except InvalidEvent as err:
             if err.code not in ("truncated", "length_mismatch"):
                 raise
@@ -300,11 +331,19 @@ class WaveformDecoder:
                 f"frame of {len(data)} bytes does not match its header: {n_channels} channels x {n_samples} "
                 f"samples x {dtype.itemsize} bytes leave a metadata block that {err.reason}",
             ) from err
-        entry = (patient_id, patient_id.encode(), source_id, channels, fast)
+        bounds = None if fast is None else _Bounds(*fast, _safe_high_bytes(*fast) if fmt == 1 else None)
+        entry = (patient_id, patient_id.encode(), source_id, channels, dtype, bounds)
         if len(self._blocks) >= self.cache_size:
             self._blocks.clear()
         self._blocks[(data[4:12], data[28:block_end])] = entry
         return entry
+
+
+def _as_bytes(data: object) -> bytes:
+    """A copy of a frame handed over as another byte buffer (the cache and the screen need ``bytes``)."""
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise _header_error(data)
 
 
 def _header_error(data: object) -> InvalidEvent:
@@ -377,12 +416,32 @@ def _check_id(value: str, what: str) -> None:
         raise InvalidEvent("bad_id", f"{what} {value!r} must be 1-64 printable characters without surrounding spaces")
 
 
-def _check_amplitudes(samples: np.ndarray, channels: tuple[Channel, ...], fmt: int) -> None:
-    missing = MISSING[fmt]
+def _safe_high_bytes(low: int, high: int) -> bytes | None:
+    """The int16 high bytes (as stored, two's complement) whose every value lies within ``low..high``.
+
+    A high byte h covers the values ``256 h .. 256 h + 255``. None when no high byte is safe.
+
+    Example:
+        >>> list(_safe_high_bytes(-300, 600))  # -256..-1, 0..255 and 256..511
+        [255, 0, 1]
+    """
+    first, last = max(-(-low // 256), -128), min((high - 255) // 256, 127)
+    return bytes(h & 0xFF for h in range(first, last + 1)) or None
+
+
+def _check_amplitudes(samples: np.ndarray, channels: tuple[Channel, ...], bounds: _Bounds) -> None:
+    """Raise ``implausible_value`` when a channel's present samples leave the plausible range of its kind.
+
+    One ``min`` and one ``max`` over all samples settle most chunks; one that leaves ``bounds`` (a
+    missing-sample marker, a pressure channel, or a really implausible value) is checked channel by channel.
+    """
+    if _MIN(samples, None) >= bounds.low and _MAX(samples, None) <= bounds.high:
+        return
+    missing = MISSING[1 if samples.dtype.itemsize == 2 else 2]
     lows, highs = samples.min(axis=1), samples.max(axis=1)
     for i, c in enumerate(channels):
-        bounds = PLAUSIBLE_RANGE.get(c.kind)
-        if bounds is None:
+        plausible = PLAUSIBLE_RANGE.get(c.kind)
+        if plausible is None:
             continue
         low, high = int(lows[i]), int(highs[i])
         if low == missing:
@@ -391,11 +450,11 @@ def _check_amplitudes(samples: np.ndarray, channels: tuple[Channel, ...], fmt: i
                 continue
             low = int(present.min())
         lo_phys, hi_phys = (low - c.baseline) / c.gain, (high - c.baseline) / c.gain
-        if lo_phys < bounds[0] or hi_phys > bounds[1]:
+        if lo_phys < plausible[0] or hi_phys > plausible[1]:
             raise InvalidEvent(
                 "implausible_value",
                 f"channel {c.name!r} ({c.kind}) spans {lo_phys:.4g}..{hi_phys:.4g} {c.unit}, outside the possible "
-                f"{bounds[0]:g}..{bounds[1]:g} {c.unit}; check gain and unit",
+                f"{plausible[0]:g}..{plausible[1]:g} {c.unit}; check gain and unit",
             )
 
 

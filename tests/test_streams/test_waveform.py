@@ -146,3 +146,25 @@ def test_mutated_frames_decode_or_fail_with_a_reason(edits, cut):
         decode(bytes(data[:cut]) if cut < len(VALID) // 2 else bytes(data))
     except InvalidEvent as err:
         assert err.reason and err.code
+
+
+def test_a_long_lived_decoder_rejects_a_truncated_frame_that_matches_a_cached_layout():
+    decoder = WaveformDecoder()
+    frame = encode_waveform(chunk(channels=(II,), patient="p12"))
+    decoder.decode(frame, now_us=NOW_US)  # fills the layout cache
+    with pytest.raises(InvalidEvent) as err:
+        decoder.decode(frame[: len(frame) // 2], now_us=NOW_US)
+    assert err.value.code == "length_mismatch"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, len(VALID) - 1))
+def test_a_warm_decoder_never_lets_a_cut_frame_escape(cut: int):
+    decoder = WaveformDecoder()
+    decoder.decode(VALID, now_us=NOW_US)
+    with pytest.raises(InvalidEvent):
+        decoder.decode(VALID[:cut], now_us=NOW_US)
+
+
+def test_a_bytearray_value_decodes_like_bytes():
+    assert decode(bytearray(VALID)).samples.tolist() == decode(VALID).samples.tolist()
