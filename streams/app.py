@@ -1,23 +1,53 @@
-"""The Faust application, built by :func:`create_app`: app -> topics -> agents -> web views.
+"""The Faust application, built by :func:`create_app`: app -> topics -> tables -> agents -> timers -> web views.
 
 Nothing is read or connected at import: Faust configures an app as soon as a topic is declared on it, so the
 app, its topics and its agents are all made when the worker starts, from its settings.
+
+The agents are thin; the logic is in pure modules:
+
+* ``ingest`` reads every input topic (co-partitioned by patient id, no repartition hop), validates each event
+  (bad ones to ``<topic>.dlq``), and folds it into per-patient state: waveform chunks into event-time windows
+  (:mod:`streams.windows`), vitals and context into changelogged tables (:mod:`streams.align`). Closed windows
+  go to an in-memory channel.
+* ``score`` takes windows from that channel in batches (``take(n, within=...)``), aligns each with the vitals
+  and context known at its end, scores the batch in a worker thread (never on the event loop), and writes
+  :class:`~streams.records.RiskScore` events to ``risk.scores``.
+
+**Delivery guarantee.** A waveform event is acknowledged only when no open window needs it any more, and a
+vitals or context event once its table entry is written; so a worker killed at any moment consumes again,
+on restart, every chunk of the windows it had not finished, rebuilds those windows, and scores them again.
+Scores are therefore delivered at least once, and every repeat of a window carries the same ``score_id``
+(patient, window end, scorer and version): consumers deduplicate on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import faust
+import numpy as np
 from faust.types import EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import topics
+from streams import metrics, topics
+from streams.align import AlignConfig, AlignedSample, add_context, add_vitals, align
 from streams.errors import InvalidEvent
 from streams.ingest import Ingest, dead_letter
-from streams.metrics import DEAD_LETTERS, EVENTS
+from streams.records import DetectionRecord, ImagingEvent, NoteEvent, RiskScore, VitalsEvent
+from streams.rhythm import Detection
+from streams.scoring import RuleScorer, Scored, Scorer
 from streams.settings import Settings
+from streams.tables import declare_tables
+from streams.transport import App
+from streams.waveform import WaveformChunk
+from streams.windows import US, EcgBuffer, EcgWindow, WindowConfig, add_chunk, advance_wall
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +80,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "web_bind": settings.web_host,
         "web_enabled": True,
         "autodiscover": False,
+        # waveform events stay unacknowledged while a window needs them (see the module docstring), so a
+        # rebalance must not wait for every event to be acknowledged
+        "stream_wait_empty": False,
     }
 
 
@@ -64,46 +97,226 @@ def process(ingest: Ingest, topic: str, key: bytes | None, value: bytes | None) 
         return False, InvalidEvent("internal_error", f"decoder failed: {type(err).__name__}: {err}")
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The worker's Faust app with its topics, agents and web views."""
+@dataclass(frozen=True, slots=True)
+class VitalsTick:
+    """A hop of a patient without waveform: scored from vitals and context alone."""
+
+    patient_id: str
+    start_us: int
+    end_us: int
+    arrival_s: float
+
+
+def _utc(us: int) -> datetime:
+    return datetime.fromtimestamp(us / US, UTC)
+
+
+def score_id(patient_id: str, end_us: int, scorer: Scorer, waveform: bool = True) -> str:
+    """Deterministic id of a window's score: patient, window end (UTC), scorer version (``:vitals`` without ECG)."""
+    base = f"{patient_id}:{_utc(end_us).isoformat().replace('+00:00', 'Z')}:{scorer.name}-{scorer.version}"
+    return base if waveform else f"{base}:vitals"
+
+
+def detection_record(d: Detection, window_start_us: int) -> DetectionRecord:
+    """A rhythm detection (times in seconds from the window start) as its contract record."""
+    return DetectionRecord(
+        kind=d.kind,  # type: ignore[arg-type]
+        category="physiological",
+        onset_time=_utc(window_start_us + round(d.onset_s * US)),
+        end_time=_utc(window_start_us + round(d.end_s * US)),
+        evidence=d.evidence,
+    )
+
+
+def risk_record(sample: AlignedSample, scored: Scored, scorer: Scorer) -> RiskScore:
+    """The ``risk.scores`` event of one scored window."""
+    detections = [detection_record(d, sample.start_us) for d in scored.detections]
+    if sample.ecg is not None and sample.ecg.closed_by == "wall":
+        absent = np.asarray(sample.ecg.missing.all(axis=0))
+        trailing = int(absent[::-1].argmin())  # samples missing at the end: the data stopped there
+        last = sample.ecg.end_us - round(trailing / sample.ecg.sampling_rate * US)
+        detections.append(
+            DetectionRecord(
+                kind="signal_lost",
+                category="technical",
+                onset_time=_utc(last),
+                evidence={"closed_by": "wall clock", "present_fraction": round(sample.ecg.present_fraction(), 4)},
+            )
+        )
+    return RiskScore.model_validate(
+        {
+            "schema": "cardiowatch.risk_score",
+            "version": 1,
+            "score_id": score_id(sample.patient_id, sample.end_us, scorer, sample.ecg is not None),
+            "patient_id": sample.patient_id,
+            "window_start": _utc(sample.start_us),
+            "window_end": _utc(sample.end_us),
+            "risk": scored.risk,
+            "scores": scored.scores,
+            "modalities": sample.modalities,
+            "signal_quality": scored.signal_quality,
+            "detections": detections,
+            "scorer": scorer.name,
+            "scorer_version": scorer.version,
+        }
+    )
+
+
+def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
+    """The worker's Faust app with its topics, tables, agents, timers and web views."""
     # -------------------------------------------------------------------------------------------- app
-    app = faust.App(settings.app_id, **faust_options(settings))
+    app = App(settings.app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms, **faust_options(settings))
     ingest = Ingest(max_future_s=settings.max_future_s)
+    window_config = WindowConfig(settings.window_s, settings.hop_s, settings.grace_s, settings.signal_lost_s)
+    align_config = AlignConfig()
+    the_scorer: Scorer = scorer or RuleScorer(mains_hz=settings.mains_hz)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+    buffers: dict[str, EcgBuffer] = {}
+    vitals_ticks: dict[str, int] = {}  # last vitals-only window end per patient without waveform
 
     # ----------------------------------------------------------------------------------------- topics
     inputs = app.topic(*topics.INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     dead_letters = {
         name: app.topic(topics.dlq(name), key_serializer="raw", value_serializer="raw") for name in topics.INPUT_TOPICS
     }
+    scores_topic = app.topic(topics.RISK_SCORES, key_serializer="raw", value_serializer="raw")
+    closed_windows = app.channel()
+
+    # ----------------------------------------------------------------------------------------- tables
+    tables = declare_tables(app)
 
     # ----------------------------------------------------------------------------------------- agents
-    async def validate(stream: faust.StreamT) -> None:
-        """Validate every input event where it enters; route the bad ones to ``<topic>.dlq``."""
+    async def send_windows(windows: Sequence[EcgWindow | VitalsTick]) -> None:
+        for w in windows:
+            metrics.WINDOWS.labels(w.closed_by if isinstance(w, EcgWindow) else "vitals").inc()
+            await closed_windows.send(value=w)
+
+    async def route_dead_letter(event: EventT, fault: InvalidEvent) -> None:
+        msg = event.message
+        letter = dead_letter(
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            int(msg.timestamp * 1000) if msg.timestamp else None,
+            msg.key,
+            msg.value,
+            fault,
+        )
+        await dead_letters[msg.topic].send(key=msg.key, value=letter.model_dump_json(by_alias=True).encode())
+        metrics.EVENTS.labels(msg.topic, "dead_letter").inc()
+        metrics.DEAD_LETTERS.labels(msg.topic, fault.code).inc()
+        metrics.OUTPUTS.labels(topics.dlq(msg.topic)).inc()
+        log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, fault.reason)
+
+    async def ingest_events(stream: faust.StreamT) -> None:
+        """Validate every input event; fold the good ones into windows and tables, the bad ones to the DLQ."""
         event: EventT
-        async for event in stream.events():
+        async for event in cast(faust.Stream, stream).noack().events():
             msg = event.message
             ok, result = process(ingest, msg.topic, msg.key, msg.value)
-            if ok:
-                EVENTS.labels(msg.topic, "accepted").inc()
+            if not ok:
+                await route_dead_letter(event, result)
+                event.ack()
                 continue
-            letter = dead_letter(
-                msg.topic,
-                msg.partition,
-                msg.offset,
-                int(msg.timestamp * 1000) if msg.timestamp else None,
-                msg.key,
-                msg.value,
-                result,
-            )
-            await dead_letters[msg.topic].send(key=msg.key, value=letter.model_dump_json(by_alias=True).encode())
-            EVENTS.labels(msg.topic, "dead_letter").inc()
-            DEAD_LETTERS.labels(msg.topic, result.code).inc()
-            log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, result.reason)
+            metrics.EVENTS.labels(msg.topic, "accepted").inc()
+            if isinstance(result, WaveformChunk):
+                buf = buffers.get(result.patient_id)
+                if buf is None:
+                    buf = buffers[result.patient_id] = EcgBuffer(result.patient_id)
+                    metrics.PATIENTS.set(len(buffers))
+                outcome = add_chunk(buf, result, window_config, time.time(), event)
+                metrics.CHUNKS.labels(outcome.status).inc()
+                if outcome.gap_s > 0:
+                    metrics.GAPS.inc()
+                    metrics.GAP_SECONDS.inc(outcome.gap_s)
+                for token in outcome.released:
+                    token.ack()
+                await send_windows(outcome.windows)
+                continue
+            if isinstance(result, VitalsEvent):
+                tables.vitals[result.patient_id] = add_vitals(
+                    dict(tables.vitals[result.patient_id]), result, align_config
+                )
+                buf = buffers.get(result.patient_id)
+                if buf is None or buf.lost:  # no waveform: score the hop from vitals alone
+                    end = -(-round(result.time.timestamp() * US) // window_config.hop_us) * window_config.hop_us
+                    if end > vitals_ticks.get(result.patient_id, 0):
+                        vitals_ticks[result.patient_id] = end
+                        tick = VitalsTick(result.patient_id, end - window_config.window_us, end, time.time())
+                        await send_windows([tick])
+            elif isinstance(result, ImagingEvent | NoteEvent):
+                tables.context[result.patient_id] = add_context(
+                    dict(tables.context[result.patient_id]), result, align_config
+                )
+            event.ack()
 
-    app.agent(inputs, name="validate")(validate)
+    def score_batch(samples: list[AlignedSample]) -> list[bytes]:
+        """Score and serialise a batch (runs in the scoring thread)."""
+        scored = the_scorer.score_batch(samples)
+        return [
+            risk_record(s, r, the_scorer).model_dump_json(by_alias=True).encode()
+            for s, r in zip(samples, scored, strict=True)
+        ]
+
+    async def score(stream: faust.StreamT) -> None:
+        """Align closed windows with vitals and context, score them in batches off the loop, publish."""
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
+            metrics.BATCH_SIZE.observe(len(batch))
+            samples = [
+                align(
+                    w if isinstance(w, EcgWindow) else None,
+                    w.patient_id,
+                    w.start_us,
+                    w.end_us,
+                    tables.vitals.get(w.patient_id),
+                    tables.context.get(w.patient_id),
+                    align_config,
+                )
+                for w in batch
+            ]
+            for sample, w in zip(samples, batch, strict=True):
+                sample.arrival_s = w.arrival_s
+            started = time.perf_counter()
+            payloads = await loop.run_in_executor(executor, score_batch, samples)
+            metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
+            for sample, payload in zip(samples, payloads, strict=True):
+                await scores_topic.send(key=sample.patient_id.encode(), value=payload)
+            now = time.time()
+            metrics.OUTPUTS.labels(topics.RISK_SCORES).inc(len(payloads))
+            for sample in samples:
+                metrics.EVENT_LATENCY.observe(now - sample.end_us / US)
+                metrics.ARRIVAL_LATENCY.observe(now - sample.arrival_s)
+
+    app.agent(inputs, name="ingest")(ingest_events)
+    app.agent(closed_windows, name="score")(score)
+
+    # ----------------------------------------------------------------------------------------- timers
+    async def watermark() -> None:
+        """Close silent patients' windows by wall time; raise their signal-lost events."""
+        now = time.time()
+        for patient_id, buf in list(buffers.items()):
+            windows, released, lost = advance_wall(buf, window_config, now)
+            for token in released:
+                token.ack()
+            if lost is not None:
+                metrics.SIGNAL_LOST.inc()
+                log.info("signal lost: %s silent for %.1f s", patient_id, lost.silent_s)
+            await send_windows(windows)
+
+    async def loop_lag() -> None:
+        """Measure how late the event loop wakes a sleeper (event-loop lag)."""
+        interval = 0.5
+        while not app.should_stop:
+            started = time.perf_counter()
+            await asyncio.sleep(interval)
+            metrics.LOOP_LAG.set(max(time.perf_counter() - started - interval, 0.0))
+
+    app.timer(interval=max(settings.hop_s / 2, 0.25))(watermark)
+    app.task(loop_lag)
 
     # -------------------------------------------------------------------------------------- web views
-    async def metrics(web: Any, request: Any) -> Any:
+    async def metrics_page(web: Any, request: Any) -> Any:
         """Prometheus metrics."""
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
@@ -113,6 +326,6 @@ def create_app(settings: Settings) -> faust.App:
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()) if ready else []
         return web.json({"status": "ok" if ready else "starting", "assigned": assigned}, status=200 if ready else 503)
 
-    app.page("/metrics")(metrics)
+    app.page("/metrics")(metrics_page)
     app.page("/health")(health)
     return app

@@ -82,9 +82,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add(
         "worker",
-        "Run the stream worker: validates every input event, routes bad ones to <topic>.dlq, "
+        "Run the stream worker: validates every input event (bad ones to <topic>.dlq), windows each "
+        "patient's streams by event time, aligns vitals and context, scores every hop to risk.scores, and "
         "serves /metrics and /health on CARDIOWATCH_WEB_PORT.",
     )
+
+    p = add(
+        "ec57",
+        "Validate the QRS detector the ANSI/AAMI EC57 way on <data>/mitdb (150 ms match window, first 5 "
+        "minutes skipped): Se and +P per record and gross.",
+    )
+    p.add_argument("--data", type=Path, default=Path("../shared/data"), help="data folder laid out like shared/data")
+    p.add_argument("--out", type=Path, help="also write the report as JSON here")
 
     p = add("demo", "Start the embedded broker and a worker, replay real recordings, and show them live.")
     p.add_argument("--data", type=Path, default=Path("../shared/data"), help="data folder laid out like shared/data")
@@ -143,7 +152,7 @@ def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
     created = ensure_topics(settings)
     print(
-        f"{len(created)} topics created, {len(topics.ALL_TOPICS) - len(created)} existed "
+        f"{len(created)} topics created, {len(topics.all_topics(settings.app_id)) - len(created)} existed "
         f"({settings.partitions} partitions each)"
     )
     return 0
@@ -243,6 +252,13 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_ec57(args: argparse.Namespace, settings: Settings) -> int:
+    from models import ec57
+
+    argv = ["--data", str(args.data)] + (["--out", str(args.out)] if args.out else [])
+    return ec57.main(argv)
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
@@ -277,6 +293,7 @@ COMMANDS = {
     "capture": _cmd_capture,
     "tail": _cmd_tail,
     "worker": _cmd_worker,
+    "ec57": _cmd_ec57,
     "demo": _cmd_demo,
     "contracts": _cmd_contracts,
 }

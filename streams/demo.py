@@ -1,4 +1,4 @@
-"""The main job on one machine: embedded broker + worker + replay of real recordings + a live view."""
+"""The main job on one machine: embedded broker + worker + replay of real recordings + live scores per patient."""
 
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ class _Patient:
     last_event: datetime | None = None
     vitals: str = ""
     dead_letters: int = 0
+    windows: int = 0
+    heart_rate: float | None = None
+    news2: float | None = None
+    risk: float | None = None
+    quality: float | None = None
+    detections: str = ""
+    window_end: datetime | None = None
 
 
 def run_demo(settings: Settings, data: Path, speed: float, duration_s: float) -> int:
@@ -166,7 +173,9 @@ def _inject_bad_events(prod: object, patient: str, start: datetime) -> None:
 
 
 def _watch(conf: Settings, patients: dict[str, _Patient], stop: threading.Event) -> None:
-    cons = consumer(conf, topics.ECG_WAVEFORM, topics.VITALS, *topics.DLQ_TOPICS, auto_offset_reset="earliest")
+    cons = consumer(
+        conf, topics.ECG_WAVEFORM, topics.VITALS, topics.RISK_SCORES, *topics.DLQ_TOPICS, auto_offset_reset="earliest"
+    )
     decoder = WaveformDecoder(max_future_s=None)
     try:
         while not stop.is_set():
@@ -187,6 +196,8 @@ def _watch(conf: Settings, patients: dict[str, _Patient], stop: threading.Event)
                         p.vitals = " ".join(
                             f"{names[o['code']]} {o['value']:g}" for o in doc["observations"] if o["code"] in names
                         )
+                    elif m.topic == topics.RISK_SCORES:
+                        _take_score(p, json.loads(m.value))
                     else:
                         p.dead_letters += 1
                         doc = json.loads(m.value)
@@ -195,13 +206,34 @@ def _watch(conf: Settings, patients: dict[str, _Patient], stop: threading.Event)
         cons.close()
 
 
+def _take_score(p: _Patient, doc: dict) -> None:
+    """Keep the latest score of a patient for the table."""
+    p.windows += 1
+    p.risk, p.quality = doc["risk"], doc["signal_quality"]
+    p.heart_rate = doc["scores"].get("heart_rate_bpm")
+    p.news2 = doc["scores"].get("news2") if "vitals" in doc["modalities"] else None
+    p.detections = ",".join(sorted({d["kind"] for d in doc["detections"]}))
+    p.window_end = datetime.fromisoformat(doc["window_end"])
+
+
 def _print_table(patients: dict[str, _Patient]) -> None:
     now = datetime.now(UTC)
-    lines = [f"{'patient':<46} {'leads':<14} {'chunks':>6} {'event time':>10} {'behind':>7}  vitals"]
+    head = (
+        f"{'patient':<40} {'leads':<12} {'chunks':>6} {'behind':>6} {'scores':>6} {'HR':>5} {'NEWS2':>5} "
+        f"{'risk':>5} {'SQI':>4} {'window end':>10}  detections | vitals"
+    )
+    lines = [head]
+
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
     for pid, p in sorted(patients.items()):
-        when = p.last_event.strftime("%H:%M:%S") if p.last_event else "-"
         behind = f"{(now - p.last_event).total_seconds():+.0f}s" if p.last_event else "-"
-        lines.append(f"{pid[:46]:<46} {p.leads[:14]:<14} {p.chunks:>6} {when:>10} {behind:>7}  {p.vitals}")
+        lines.append(
+            f"{pid[:40]:<40} {p.leads[:12]:<12} {p.chunks:>6} {behind:>6} {p.windows:>6} {num(p.heart_rate, '.0f'):>5} "
+            f"{num(p.news2, '.0f'):>5} {num(p.risk, '.2f'):>5} {num(p.quality, '.2f'):>4} "
+            f"{p.window_end.strftime('%H:%M:%S') if p.window_end else '-':>10}  {p.detections or '-'} | {p.vitals}"
+        )
     print("\n".join(lines) + "\n", flush=True)
 
 
@@ -212,5 +244,13 @@ def _print_worker_metrics(conf: Settings) -> None:
     except OSError as err:
         print(f"worker metrics unavailable: {err}")
         return
-    rows = [line for line in text.splitlines() if line.startswith("cardiowatch_events_total")]
-    print("worker validated:\n  " + "\n  ".join(rows or ["(nothing yet)"]), flush=True)
+    prefixes = (
+        "cardiowatch_events_total",
+        "cardiowatch_windows_closed_total",
+        "cardiowatch_chunks_total",
+        "cardiowatch_output_events_total",
+        "cardiowatch_event_to_score_seconds_count",
+        "cardiowatch_event_to_score_seconds_sum",
+    )
+    rows = [line for line in text.splitlines() if line.startswith(prefixes)]
+    print("worker metrics:\n  " + "\n  ".join(rows or ["(nothing yet)"]), flush=True)

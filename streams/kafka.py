@@ -40,8 +40,14 @@ def wait_for_kafka(settings: Settings) -> KafkaAdminClient:
             delay = min(delay * 2, 2.0)
 
 
-def ensure_topics(settings: Settings, names: tuple[str, ...] = topics.ALL_TOPICS) -> list[str]:
-    """Create the topics that do not exist yet, all with the same partition count; return those created."""
+def ensure_topics(settings: Settings, names: tuple[str, ...] | None = None) -> list[str]:
+    """Create the topics that do not exist yet, all with the same partition count; return those created.
+
+    By default every topic of :func:`streams.topics.all_topics`; table changelogs are compacted.
+    """
+    if names is None:
+        names = topics.all_topics(settings.app_id)
+    compact = {topics.changelog(settings.app_id, t) for t in topics.TABLES}
     admin = wait_for_kafka(settings)
     try:
         existing = set(admin.list_topics())
@@ -49,7 +55,17 @@ def ensure_topics(settings: Settings, names: tuple[str, ...] = topics.ALL_TOPICS
         if missing:
             # created meanwhile by another worker: the goal holds
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(n, settings.partitions, settings.replication_factor) for n in missing])
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            n,
+                            settings.partitions,
+                            settings.replication_factor,
+                            topic_configs={"cleanup.policy": "compact"} if n in compact else {},
+                        )
+                        for n in missing
+                    ]
+                )
             log.info("created topics %s with %d partitions", ", ".join(missing), settings.partitions)
         return missing
     finally:

@@ -177,6 +177,18 @@ class NoteEvent(Record):
 # ------------------------------------------------------------------------------------------------ outputs
 
 
+class DetectionRecord(Record):
+    """A condition found in a window, for the alert logic: a rhythm condition or a technical one."""
+
+    kind: Literal[
+        "asystole", "extreme_bradycardia", "extreme_tachycardia", "ventricular_tachycardia", "signal_lost"
+    ] = Field(description="PhysioNet/CinC 2015 alarm condition, or `signal_lost` (the waveform stopped).")
+    category: Literal["physiological", "technical"]
+    onset_time: AwareDatetime = Field(description="When the condition began (event time).")
+    end_time: AwareDatetime | None = Field(None, description="When it was last seen in the window.")
+    evidence: dict[str, Any] = Field(default_factory=dict, description="Measurements that support it.")
+
+
 class RiskScore(Record):
     """`risk.scores`: the scores of one patient window."""
 
@@ -193,6 +205,7 @@ class RiskScore(Record):
     scores: dict[str, float] = Field(description="Named sub-scores (NEWS2, heart rate, task probabilities, ...).")
     modalities: list[Literal["ecg", "vitals", "imaging", "notes"]]
     signal_quality: float = Field(ge=0, le=1)
+    detections: list[DetectionRecord] = Field(default_factory=list)
     scorer: str
     scorer_version: str
 

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     web_host: str = Field("0.0.0.0", description="Address the worker's web server binds.")
     data_dir: str = Field(".cardiowatch", description="Folder for the worker's local state.")
 
+    window_s: float = Field(10.0, gt=0, description="ECG window length, seconds (a whole number of hops).")
+    hop_s: float = Field(2.0, gt=0, description="Hop between window starts, seconds: one score per patient per hop.")
+    grace_s: float = Field(2.0, ge=0, description="How long past a window's end late chunks are still put in place.")
+    signal_lost_s: float = Field(
+        5.0, gt=0, description="Wall seconds without a chunk before a patient's windows close by wall time."
+    )
+    mains_hz: float = Field(50.0, description="Mains frequency removed by the notch filter (50 or 60; 0 for none).")
+    batch_size: int = Field(256, ge=1, description="Most windows scored in one batch.")
+    batch_within_s: float = Field(0.2, gt=0, description="Longest wait to fill a scoring batch, seconds.")
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS context for SSL and SASL_SSL, or None for plaintext."""
         if not self.security_protocol.endswith("SSL"):

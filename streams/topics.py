@@ -29,3 +29,18 @@ def dlq(topic: str) -> str:
 
 DLQ_TOPICS: Final = tuple(dlq(t) for t in INPUT_TOPICS)
 ALL_TOPICS: Final = INPUT_TOPICS + OUTPUT_TOPICS + DLQ_TOPICS
+
+#: The worker's changelogged tables (declared in :mod:`streams.tables`); Faust backs each with a topic.
+VITALS_TABLE: Final = "vitals-state"
+CONTEXT_TABLE: Final = "context-state"
+TABLES: Final = (VITALS_TABLE, CONTEXT_TABLE)
+
+
+def changelog(app_id: str, table: str) -> str:
+    """Name Faust gives the changelog topic of a table (``<app id>-<table>-changelog``)."""
+    return f"{app_id}-{table}-changelog"
+
+
+def all_topics(app_id: str) -> tuple[str, ...]:
+    """Every topic a deployment with this application id needs, changelogs included."""
+    return ALL_TOPICS + tuple(changelog(app_id, t) for t in TABLES)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,46 +14,21 @@ import numpy as np
 import pytest
 
 from streams import topics
-from streams.broker import free_port
 from streams.kafka import consumer, producer
 from streams.settings import Settings
 from streams.waveform import Channel, WaveformChunk, encode_waveform
+from tests.test_e2e.conftest import start_worker
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
 def worker(settings: Settings, tmp_path_factory) -> Iterator[int]:
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("worker") / "worker.log", "wb")  # noqa: SIM115
-    env = {
-        **os.environ,
-        "CARDIOWATCH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "CARDIOWATCH_WEB_PORT": str(port),
-        "CARDIOWATCH_APP_ID": "dlq-test",
-        "CARDIOWATCH_DATA_DIR": str(tmp_path_factory.mktemp("state")),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    running = start_worker(settings, "dlq-test", tmp_path_factory.mktemp("state"))
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "worker exited during start-up"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                    if resp.status == 200 and json.loads(resp.read())["assigned"]:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("worker did not become healthy within 90 s")
-        yield port
+        yield running.port
     finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
+        running.stop()
 
 
 LEAD_II = (Channel("II", "ecg", "mV", 200.0, 0),)

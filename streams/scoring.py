@@ -1,0 +1,261 @@
+"""Scoring of aligned samples: batched ECG processing and the non-learned rule scorer.
+
+A scorer takes :class:`streams.align.AlignedSample` objects, a batch at a time, and returns one
+:class:`Scored` per sample. :class:`RuleScorer` is a documented, non-learned score (NEWS2 plus ECG rhythm
+features); the learned model plugs in behind the same :class:`Scorer` interface.
+
+ECG processing (:func:`ecg_features`) is batched across patients where it pays: windows of one sampling rate
+are stacked and resampled to :data:`models.signal.PROCESSING_RATE_HZ` and filtered (band-pass and mains notch)
+in one torchaudio call; R-peak detection, beat classing, RR features and the rhythm conditions then run per
+window on the lead with the best signal quality.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from models.qrs import ecg_classify_beats, ecg_detect_r_peaks
+from models.signal import PROCESSING_RATE_HZ, ecg_filter, ecg_resample, ecg_signal_quality, rr_features
+from streams.align import AlignedSample
+from streams.news2 import News2Result, news2, news2_inputs_from_vitals
+from streams.rhythm import VT_BEATS, VT_BPM, Detection, detect_rhythms
+from streams.windows import EcgWindow
+
+#: A window whose best lead has a signal-quality index below this gives no heart rate or RR features to the
+#: score. Its rhythm detections are still reported (with the quality in their evidence): a flat line is what
+#: both asystole and a lead-off look like, and the alert logic, not this gate, decides which it is.
+MIN_QUALITY = 0.5
+
+
+@dataclass(slots=True)
+class EcgFeatures:
+    """What one ECG window shows.
+
+    Attributes:
+        lead: Lead the beats were detected on (best quality), None without any ECG sample.
+        usable: True when that lead's quality reaches :data:`MIN_QUALITY` (heart rate and RR features count).
+        quality: Signal-quality index of that lead, 0-1 (0 without ECG).
+        lead_quality: Quality per ECG lead.
+        present_fraction: Fraction of the window's ECG samples received.
+        beats_s: Beat times, seconds from the window start.
+        ventricular: Per beat, True when classed ventricular.
+        rr: RR features (:func:`models.signal.rr_features`), empty when too few beats.
+        detections: Rhythm conditions (:func:`streams.rhythm.detect_rhythms`) found in the window.
+    """
+
+    lead: str | None = None
+    usable: bool = False
+    quality: float = 0.0
+    lead_quality: dict[str, float] = field(default_factory=dict)
+    present_fraction: float = 0.0
+    beats_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ventricular: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    rr: dict[str, Any] = field(default_factory=dict)
+    detections: list[Detection] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Scored:
+    """A scorer's answer for one sample.
+
+    Attributes:
+        risk: Cardiac risk in [0, 1].
+        scores: Named sub-scores.
+        signal_quality: Overall ECG quality in [0, 1].
+        detections: Rhythm and technical conditions found, for the alert logic.
+    """
+
+    risk: float
+    scores: dict[str, float]
+    signal_quality: float
+    detections: list[Detection]
+
+
+class Scorer(Protocol):
+    """What the worker needs of a scorer."""
+
+    name: str
+    version: str
+
+    def score_batch(self, samples: Sequence[AlignedSample]) -> list[Scored]:
+        """Score a batch of aligned samples, one answer per sample, in order."""
+        ...
+
+
+def _missing_intervals(mask: np.ndarray, sampling_rate: float) -> list[tuple[float, float]]:
+    """Runs of True in a boolean mask as ``(start_s, end_s)`` intervals."""
+    if not mask.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return [(a / sampling_rate, b / sampling_rate) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) -> list[EcgFeatures]:
+    """ECG features of many windows, batched by sampling rate.
+
+    Args:
+        windows: Closed windows (None for a patient without waveform), channels of any kind; only ``ecg``
+            channels are used.
+        mains_hz: Mains frequency to notch out (0 for none).
+
+    Returns:
+        One :class:`EcgFeatures` per window, in order.
+    """
+    out = [EcgFeatures() for _ in windows]
+    groups: dict[float, list[tuple[int, list[int]]]] = defaultdict(list)
+    for i, w in enumerate(windows):
+        if w is None:
+            continue
+        rows = [r for r, (_, kind) in enumerate(w.channels) if kind == "ecg"]
+        if rows:
+            groups[w.sampling_rate].append((i, rows))
+    for rate, members in groups.items():
+        stacked = [windows[i].samples[rows] for i, rows in members]  # type: ignore[union-attr]
+        lengths = {s.shape[1] for s in stacked}
+        n = max(lengths)
+        flat = np.zeros((sum(len(r) for _, r in members), n), np.float32)
+        missing = np.ones_like(flat, dtype=bool)
+        k = 0
+        for s in stacked:
+            flat[k : k + len(s), : s.shape[1]] = np.nan_to_num(s, nan=0.0)
+            missing[k : k + len(s), : s.shape[1]] = np.isnan(s)
+            k += len(s)
+        x = torch.from_numpy(flat)[:, None, :]
+        if rate != PROCESSING_RATE_HZ:
+            x = ecg_resample(x, rate, PROCESSING_RATE_HZ)
+        x = ecg_filter(x, PROCESSING_RATE_HZ, mains_hz=mains_hz or None)
+        filtered = x[:, 0, :].numpy()
+        # the mask on the processing grid: nearest original sample
+        idx = np.minimum((np.arange(filtered.shape[1]) * rate / PROCESSING_RATE_HZ).astype(np.int64), n - 1)
+        missing = missing[:, idx]
+        k = 0
+        for (i, rows), _ in zip(members, stacked, strict=True):
+            w = windows[i]
+            assert w is not None
+            sig, miss = filtered[k : k + len(rows)], missing[k : k + len(rows)]
+            k += len(rows)
+            out[i] = _window_features(w, rows, sig, miss)
+    return out
+
+
+def _window_features(w: EcgWindow, rows: list[int], sig: np.ndarray, miss: np.ndarray) -> EcgFeatures:
+    """Features of one window from its filtered ECG leads on the processing grid.
+
+    Beats are detected once per lead (missing samples as zeros, beats inside a gap dropped); the quality
+    index reuses them, and the best lead's beats give the RR features and rhythm conditions. Beats are classed
+    (ventricular or not) only when the window holds a run fast enough for ventricular tachycardia: the class
+    matters for no other condition, and classing is the costliest step.
+    """
+    fs = float(PROCESSING_RATE_HZ)
+    clean = np.where(miss, 0.0, sig)
+    peaks = [ecg_detect_r_peaks(lead, fs) for lead in clean]
+    quality = ecg_signal_quality(clean, fs, miss, peaks)
+    names = [w.channels[r][0] for r in rows]
+    best = int(np.argmax(quality))
+    feats = EcgFeatures(
+        lead=names[best],
+        quality=float(quality[best]),
+        lead_quality={n: round(float(q), 3) for n, q in zip(names, quality, strict=True)},
+        present_fraction=float(1.0 - miss.mean()),
+    )
+    feats.usable = feats.quality >= MIN_QUALITY
+    lead_missing = miss[best]
+    if lead_missing.all():
+        feats.lead = None
+        return feats
+    beats = peaks[best]
+    beats = beats[~lead_missing[beats]] if len(beats) else beats
+    beats_s = beats / fs
+    ventricular = np.zeros(len(beats), bool)
+    if _fast_run(beats_s):
+        ventricular = ecg_classify_beats(clean[best], fs, beats)
+    feats.beats_s, feats.ventricular = beats_s, ventricular
+    feats.rr = rr_features(beats_s)
+    span = (0.0, clean.shape[1] / fs)
+    feats.detections = detect_rhythms(beats_s, ventricular, span, _missing_intervals(lead_missing, fs))
+    for d in feats.detections:
+        d.evidence.update(lead=feats.lead, signal_quality=round(feats.quality, 3))
+    return feats
+
+
+def _fast_run(beats_s: np.ndarray) -> bool:
+    """True when some :data:`streams.rhythm.VT_BEATS` consecutive beats exceed :data:`streams.rhythm.VT_BPM`."""
+    n = VT_BEATS
+    if len(beats_s) < n:
+        return False
+    spans = beats_s[n - 1 :] - beats_s[: len(beats_s) - n + 1]
+    return bool((spans < 60.0 * (n - 1) / VT_BPM).any())
+
+
+#: Points a rhythm condition adds to the rule score, on the NEWS2 scale (3 = the weight NEWS2 gives a single
+#: extreme parameter, RCP 2017). Asystole, VT and the extreme rates are the PhysioNet/CinC 2015 life-threatening
+#: alarm conditions (Clifford et al. 2015), hence the maximum single-parameter weight.
+RHYTHM_POINTS = {"asystole": 3, "ventricular_tachycardia": 3, "extreme_bradycardia": 3, "extreme_tachycardia": 3}
+
+#: RR irregularity above which one point is added (an irregular rhythm such as atrial fibrillation); the index
+#: and its threshold are those of :func:`models.signal.rr_features` (documented there).
+IRREGULAR_POINTS = 1
+
+#: Largest possible rule score: NEWS2's maximum (20) plus one rhythm condition and irregularity.
+MAX_RULE_SCORE = 20 + 3 + IRREGULAR_POINTS
+
+
+class RuleScorer:
+    """Non-learned score: NEWS2 from the aligned vitals plus points for ECG rhythm findings.
+
+    * NEWS2 (Royal College of Physicians 2017) from the vitals as of the window end; when the monitor sends no
+      pulse, the heart rate measured on the ECG (quality ≥ :data:`MIN_QUALITY`) stands in for it.
+    * Plus :data:`RHYTHM_POINTS` for the worst rhythm condition in the window, and :data:`IRREGULAR_POINTS`
+      when the RR intervals are irregular (:func:`models.signal.rr_features`, ``irregular``), both only when
+      the ECG quality reaches :data:`MIN_QUALITY` (the detections themselves are always reported).
+    * ``risk`` is that total over :data:`MAX_RULE_SCORE`: an ordered severity in [0, 1], **not** a calibrated
+      probability (the learned model provides one).
+    """
+
+    name = "rules"
+    version = "1.0.0"
+
+    def __init__(self, mains_hz: float = 50.0) -> None:
+        """Make the scorer; ``mains_hz`` is the mains frequency notched out of the ECG."""
+        self.mains_hz = mains_hz
+
+    def score_batch(self, samples: Sequence[AlignedSample]) -> list[Scored]:
+        """Score a batch; ECG processing is batched across the samples."""
+        feats = ecg_features([s.ecg for s in samples], self.mains_hz)
+        return [self._score(s, f) for s, f in zip(samples, feats, strict=True)]
+
+    def _score(self, sample: AlignedSample, feats: EcgFeatures) -> Scored:
+        latest = {name: v.value for name, v in sample.vitals.items()}
+        hr = feats.rr.get("heart_rate_bpm") if feats.usable else None
+        if hr is not None and "heart_rate" not in latest and "pulse_rate_oximetry" not in latest:
+            latest["heart_rate"] = hr
+        result: News2Result = news2(news2_inputs_from_vitals(latest))
+        rhythm = max((RHYTHM_POINTS.get(d.kind, 0) for d in feats.detections), default=0) if feats.usable else 0
+        irregular = IRREGULAR_POINTS if feats.usable and feats.rr.get("irregular") else 0
+        total = result.total + rhythm + irregular
+        scores: dict[str, float] = {
+            "news2": float(result.total),
+            "news2_parameters": float(len(result.subscores)),
+            "rhythm_points": float(rhythm),
+            "rule_score": float(total),
+            "ecg_present_fraction": round(feats.present_fraction, 4),
+        }
+        for key in ("heart_rate_bpm", "rr_irregularity", "sdnn_ms", "rmssd_ms"):
+            value = feats.rr.get(key)
+            if value is not None and feats.usable:
+                scores[key] = round(float(value), 3)
+        if feats.usable:
+            scores["beats"] = float(len(feats.beats_s))
+            scores["ventricular_beats"] = float(np.count_nonzero(feats.ventricular))
+        return Scored(
+            risk=round(min(total / MAX_RULE_SCORE, 1.0), 4),
+            scores=scores,
+            signal_quality=round(feats.quality, 4),
+            detections=feats.detections,
+        )

@@ -1,0 +1,34 @@
+"""The worker's changelogged tables, declared once.
+
+State that must survive a restart lives here (DESIGN.md): each table is backed by a compacted changelog
+topic (:func:`streams.topics.changelog`) that a restarted worker reads back before it consumes. Waveform
+buffers are not here: they are rebuilt from the input topic's uncommitted tail (:mod:`streams.windows`).
+
+* ``vitals-state``: patient id -> ``{vital name: [[time_s, value], ...]}`` (:func:`streams.align.add_vitals`).
+* ``context-state``: patient id -> ``{"imaging": [...], "notes": [...]}`` (:func:`streams.align.add_context`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from streams import topics
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The tables of one app."""
+
+    vitals: Any
+    context: Any
+
+
+def declare_tables(app: faust.App) -> Tables:
+    """Declare the tables on ``app``: patient-id keys, JSON values (Faust's default serialiser) read back as dicts."""
+    return Tables(
+        vitals=app.Table(topics.VITALS_TABLE, default=dict, key_type=str),
+        context=app.Table(topics.CONTEXT_TABLE, default=dict, key_type=str),
+    )

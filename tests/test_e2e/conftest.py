@@ -1,0 +1,66 @@
+"""A real worker process against the session broker, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from streams.broker import free_port
+from streams.settings import Settings
+
+
+@dataclass
+class WorkerProcess:
+    """A ``cardiowatch worker`` subprocess: its process, web port and log."""
+
+    proc: subprocess.Popen
+    port: int
+    log: IO[bytes]
+
+    def stop(self) -> None:
+        """Terminate it (SIGTERM) and wait."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self.log.close()
+
+
+def start_worker(settings: Settings, app_id: str, state_dir: Path, **env: str) -> WorkerProcess:
+    """Start a worker with its own app id (consumer group) and wait until it is healthy and assigned."""
+    port = free_port()
+    log = open(state_dir / f"worker-{port}.log", "wb")  # noqa: SIM115
+    environ = {
+        **os.environ,
+        "CARDIOWATCH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "CARDIOWATCH_WEB_PORT": str(port),
+        "CARDIOWATCH_APP_ID": app_id,
+        "CARDIOWATCH_DATA_DIR": str(state_dir),
+        **env,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker"], env=environ, stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.close()
+            pytest.fail(f"worker exited during start-up: see {log.name}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                if resp.status == 200 and json.loads(resp.read())["assigned"]:
+                    return WorkerProcess(proc, port, log)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    log.close()
+    pytest.fail(f"worker did not become healthy within 90 s: see {log.name}")

@@ -1,0 +1,178 @@
+"""The worker scores replayed real recordings live, and resumes after SIGKILL with deterministic score ids."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import wfdb
+
+from streams import topics
+from streams.kafka import consumer, producer
+from streams.replay import recording_events, replay
+from streams.settings import Settings
+from streams.sources import read_recording
+from tests.test_e2e.conftest import start_worker
+
+WINDOW_S, HOP_S = 10, 2
+
+
+def grid_start(seconds_ago: float) -> datetime:
+    """A replay start on the 2-s grid, ``seconds_ago`` before now (so event time never runs ahead)."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds_ago)
+    return start - timedelta(seconds=start.second % HOP_S)
+
+
+def iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def expected_window_ends(start: datetime, duration_s: float) -> set[str]:
+    """Every grid window holding data of a recording that starts on the grid and lasts ``duration_s``."""
+    ends = set()
+    t = 0
+    while t < duration_s:
+        ends.add(iso(start + timedelta(seconds=t + WINDOW_S)))
+        t += HOP_S
+    return ends
+
+
+NURSE_OBSERVATIONS = [
+    ("9279-1", 22, "/min"),
+    ("2708-6", 95, "%"),
+    ("8480-6", 105, "mm[Hg]"),
+    ("8867-4", 115, "/min"),
+    ("8310-5", 38.5, "Cel"),
+]
+
+
+def vitals_event(when: datetime, seq: int, patient: str = "live-vitals-only", observations=NURSE_OBSERVATIONS) -> bytes:
+    return json.dumps(
+        {
+            "schema": "cardiowatch.vitals",
+            "version": 1,
+            "patient_id": patient,
+            "source_id": "nurse",
+            "seq": seq,
+            "time": when.isoformat(),
+            "observations": [{"code": c, "value": v, "unit": u} for c, v, u in observations],
+        }
+    ).encode()
+
+
+def collect_scores(settings: Settings, patients: set[str], until, timeout_s: float) -> list[dict]:
+    """Read risk.scores from the beginning, keeping the patients' scores, until ``until(scores)`` or timeout."""
+    scores: list[dict] = []
+    cons = consumer(settings, topics.RISK_SCORES, auto_offset_reset="earliest", group_id=None)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not until(scores):
+            for records in cons.poll(timeout_ms=500).values():
+                for r in records:
+                    if r.key.decode() in patients:
+                        scores.append(json.loads(r.value))
+    finally:
+        cons.close()
+    return scores
+
+
+def test_the_worker_scores_real_recordings_per_patient_and_window(settings: Settings, data_dir: Path, tmp_path: Path):
+    duration = 40.0
+    records = {"live-mitdb-101": data_dir / "mitdb" / "101", "live-mitdb-208": data_dir / "mitdb" / "208"}
+    start = grid_start(duration + 5)
+    worker = start_worker(settings, "live-scores", tmp_path)
+    try:
+        streams = [
+            recording_events(read_recording(path, duration), patient, start, 1.0) for patient, path in records.items()
+        ]
+        with producer(settings) as prod:
+            replay(prod, streams, speed=math.inf, progress=False)
+            for k in range(3):  # a patient with vitals and no waveform, once a minute
+                prod.send(
+                    topics.VITALS, key=b"live-vitals-only", value=vitals_event(start + timedelta(seconds=60 * k), k)
+                )
+        want = {p: expected_window_ends(start, duration) for p in records}
+        scores = collect_scores(
+            settings,
+            {*records, "live-vitals-only"},
+            lambda got: (
+                all(want[p] <= {s["window_end"] for s in got if s["patient_id"] == p} for p in records)
+                and sum(s["patient_id"] == "live-vitals-only" for s in got) >= 3
+            ),
+            90,
+        )
+    finally:
+        worker.stop()
+    vitals_only = [s for s in scores if s["patient_id"] == "live-vitals-only"]
+    assert len(vitals_only) == 3 and all(s["score_id"].endswith(":vitals") for s in vitals_only)
+    # respiration 22 -> 2, SpO2 95 -> 1, systolic 105 -> 1, pulse 115 -> 2, temperature 38.5 -> 1 (RCP 2017)
+    assert all(s["modalities"] == ["vitals"] and s["scores"]["news2"] == 7 for s in vitals_only), vitals_only
+    for patient, path in records.items():
+        mine = {s["window_end"]: s for s in scores if s["patient_id"] == patient}
+        assert want[patient] <= set(mine), f"{patient}: windows never scored: {sorted(want[patient] - set(mine))}"
+        # every window away from the recording's end is complete; compare its heart rate with the annotations
+        ann = wfdb.rdann(str(path), "atr")
+        beats = ann.sample[np.isin(ann.symbol, list("NLRejAaJSVEF/fQ"))] / 360.0
+        for s in mine.values():
+            assert s["score_id"] == f"{patient}:{s['window_end']}:{s['scorer']}-{s['scorer_version']}"
+            assert s["modalities"] == ["ecg"] and 0 <= s["risk"] <= 1
+            end = (datetime.fromisoformat(s["window_end"]) - start).total_seconds()
+            if end > duration:
+                continue
+            ref = beats[(beats >= end - WINDOW_S) & (beats < end)]
+            ref_hr = 60.0 / np.mean(np.diff(ref))
+            assert s["signal_quality"] > 0.5
+            # IEC 60601-2-27 heart-rate accuracy: within 10 % or 5 bpm, whichever is greater
+            assert abs(s["scores"]["heart_rate_bpm"] - ref_hr) <= max(0.1 * ref_hr, 5), (patient, end, s["scores"])
+
+
+def test_scoring_resumes_after_sigkill_and_every_window_keeps_one_score_id(
+    settings: Settings, data_dir: Path, tmp_path: Path
+):
+    duration, speed = 90.0, 6.0
+    patient = "recovery-mitdb-101"
+    start = grid_start(duration + 5)
+    want = expected_window_ends(start, duration)
+    worker = start_worker(settings, "recovery", tmp_path)
+    with producer(settings) as prod:  # a temperature first: it must survive the kill in the changelogged table
+        prod.send(topics.VITALS, key=patient.encode(), value=vitals_event(start, 0, patient, [("8310-5", 39.5, "Cel")]))
+    time.sleep(2 * 2.8)  # past Faust's commit interval: the restarted worker does not consume it again
+    sender = threading.Thread(
+        target=lambda: replay(
+            producer(settings),
+            [recording_events(read_recording(data_dir / "mitdb" / "101", duration), patient, start, 1.0)],
+            speed=speed,
+            progress=False,
+        )
+    )
+    sender.start()
+    try:
+        before = collect_scores(settings, {patient}, lambda got: len(got) >= 4, 60)
+        assert len(before) >= 4, "no scores before the kill"
+        worker.proc.send_signal(signal.SIGKILL)
+        worker.proc.wait(10)
+        worker.log.close()
+        worker = start_worker(settings, "recovery", tmp_path)
+        sender.join(60)
+        scores = collect_scores(settings, {patient}, lambda got: want <= {s["window_end"] for s in got}, 120)
+    finally:
+        worker.stop()
+        sender.join(5)
+    # the temperature, arriving before any waveform, was scored alone once (a vitals-only hop, its own id)
+    assert {s["window_end"] for s in scores if s["score_id"].endswith(":vitals")} == {iso(start)}
+    scores = [s for s in scores if not s["score_id"].endswith(":vitals")]
+    ends = {s["window_end"] for s in scores}
+    assert want <= ends, f"windows never scored after the restart: {sorted(want - ends)}"
+    assert ends <= want, f"scores for windows outside the recording: {sorted(ends - want)}"
+    by_id: dict[str, set[str]] = {}
+    for s in scores:
+        by_id.setdefault(s["window_end"], set()).add(s["score_id"])
+    assert all(len(ids) == 1 for ids in by_id.values()), "a window was scored under two ids"
+    # temperature 39.5 °C scores 2 (RCP 2017); every window, before and after the restart, was aligned with it
+    assert all("vitals" in s["modalities"] and s["scores"]["news2"] >= 2 for s in scores)

@@ -1,0 +1,107 @@
+"""Batched ECG features and the rule scorer on real recordings at the rates bedside monitors use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+from scipy.signal import resample_poly
+
+from streams.align import AlignedSample, VitalValue
+from streams.scoring import RuleScorer, ecg_features
+from streams.windows import US, EcgWindow
+
+BEATS = list("NLRejAaJSVEF/fQ")
+
+
+def mitdb_window(data_dir: Path, record: str, start_s: float, rate: float, seconds: float = 10.0) -> EcgWindow:
+    """Ten seconds of an MIT-BIH record (both leads, mV), resampled to ``rate`` with scipy."""
+    rec = wfdb.rdrecord(
+        str(data_dir / "mitdb" / record), sampfrom=int(start_s * 360), sampto=int((start_s + seconds) * 360)
+    )
+    x = rec.p_signal.T.astype(np.float64)
+    if rate != 360:
+        x = resample_poly(x, int(rate), 360, axis=1)
+    return EcgWindow(
+        f"mitdb-{record}",
+        0,
+        int(seconds * US),
+        float(rate),
+        tuple((name, "ecg") for name in rec.sig_name),
+        x.astype(np.float32),
+        "stream",
+        0.0,
+    )
+
+
+def reference_hr(data_dir: Path, record: str, start_s: float, seconds: float = 10.0) -> float:
+    ann = wfdb.rdann(
+        str(data_dir / "mitdb" / record), "atr", sampfrom=int(start_s * 360), sampto=int((start_s + seconds) * 360)
+    )
+    beats = ann.sample[np.isin(ann.symbol, BEATS)] / 360.0
+    return 60.0 / float(np.mean(np.diff(beats)))
+
+
+@pytest.mark.parametrize("rate", [125, 250, 360, 500, 1000])
+def test_heart_rate_is_measured_within_iec_accuracy_at_every_monitor_rate(data_dir: Path, rate: int) -> None:
+    windows = [mitdb_window(data_dir, r, 600.0, rate) for r in ("101", "115", "209")]
+    feats = ecg_features(windows)
+    for w, f in zip(windows, feats, strict=True):
+        ref = reference_hr(data_dir, w.patient_id.split("-")[1], 600.0)
+        assert f.usable, (w.patient_id, f.lead_quality)
+        # IEC 60601-2-27: heart rate within 10 % or 5 bpm, whichever is greater
+        assert abs(f.rr["heart_rate_bpm"] - ref) <= max(0.1 * ref, 5.0), (w.patient_id, rate, f.rr, ref)
+
+
+def test_batched_features_equal_one_window_at_a_time(data_dir: Path) -> None:
+    windows = [mitdb_window(data_dir, "101", 300.0 + 10 * k, 360) for k in range(3)]
+    windows.append(mitdb_window(data_dir, "208", 300.0, 250))
+    together = ecg_features(windows)
+    alone = [ecg_features([w])[0] for w in windows]
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_allclose(a.beats_s, b.beats_s)
+        assert a.lead == b.lead and a.quality == pytest.approx(b.quality, abs=1e-6)
+
+
+def test_missing_samples_are_never_beats_and_a_gap_is_not_asystole(data_dir: Path) -> None:
+    w = mitdb_window(data_dir, "101", 600.0, 360)
+    w.samples[:, 3 * 360 : 8 * 360] = np.nan  # five seconds lost from both leads
+    (f,) = ecg_features([w])
+    assert not ((f.beats_s > 3.05) & (f.beats_s < 7.95)).any()
+    assert f.present_fraction == pytest.approx(0.5, abs=0.01)
+    assert not [d for d in f.detections if d.kind == "asystole"]
+
+
+def test_a_window_without_ecg_channels_or_samples_has_no_features(data_dir: Path) -> None:
+    w = mitdb_window(data_dir, "101", 600.0, 360)
+    w.samples[:] = np.nan
+    empty, none = ecg_features([w, None])
+    assert empty.lead is None and not empty.usable and empty.detections == []
+    assert none.lead is None and none.quality == 0
+
+
+def test_the_rule_score_adds_news2_and_uses_the_ecg_rate_when_no_pulse_is_sent(data_dir: Path) -> None:
+    w = mitdb_window(data_dir, "101", 600.0, 360)
+    scorer = RuleScorer()
+    vitals = {
+        "respiratory_rate": VitalValue(26.0, 10.0, None),  # 3
+        "spo2": VitalValue(97.0, 10.0, None),  # 0
+        "systolic_bp": VitalValue(95.0, 100.0, None),  # 2
+        "body_temperature": VitalValue(37.0, 600.0, None),  # 0
+        "consciousness": VitalValue("A", 600.0, None),  # 0
+    }
+    ecg_only, with_vitals, vitals_only = scorer.score_batch(
+        [
+            AlignedSample("p", 0, 10 * US, w),
+            AlignedSample("p", 0, 10 * US, w, vitals=vitals),
+            AlignedSample("p", 0, 10 * US, None, vitals=vitals),
+        ]
+    )
+    hr = ecg_only.scores["heart_rate_bpm"]
+    pulse_points = 0 if 51 <= round(hr) <= 90 else 1  # record 101 rests at about 70 bpm
+    assert with_vitals.scores["news2"] == 3 + 2 + pulse_points
+    assert vitals_only.scores["news2"] == 5 and "heart_rate_bpm" not in vitals_only.scores
+    assert 0 < vitals_only.risk <= with_vitals.risk <= 1
+    assert ecg_only.signal_quality > 0.5 and vitals_only.signal_quality == 0
