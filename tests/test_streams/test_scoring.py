@@ -105,3 +105,48 @@ def test_the_rule_score_adds_news2_and_uses_the_ecg_rate_when_no_pulse_is_sent(d
     assert vitals_only.scores["news2"] == 5 and "heart_rate_bpm" not in vitals_only.scores
     assert 0 < vitals_only.risk <= with_vitals.risk <= 1
     assert ecg_only.signal_quality > 0.5 and vitals_only.signal_quality == 0
+
+
+def test_the_chunked_live_stream_finds_the_beats_of_the_whole_record(data_dir: Path) -> None:
+    """Chunks -> event-time windows -> batched features give, away from the window edges, the beats that the
+    same resampling, filtering and detector find on the whole record (within one sample at 250 Hz)."""
+    import torch
+
+    from models.qrs import ecg_detect_r_peaks
+    from models.signal import PROCESSING_RATE_HZ, ecg_filter, ecg_resample
+    from streams.sources import read_recording
+    from streams.waveform import WaveformChunk
+    from streams.windows import EcgBuffer, WindowConfig, add_chunk
+
+    rec = read_recording(data_dir / "mitdb" / "101", max_duration_s=120)
+    config, buf, windows = WindowConfig(), EcgBuffer("p"), []
+    t0 = 1_700_000_000 * US
+    for seq, (pos, channels, samples) in enumerate(rec.chunks(1.0)):
+        chunk = WaveformChunk(
+            "p", "m", seq, t0 + round(pos * US / rec.sampling_rate), rec.sampling_rate, channels, samples
+        )
+        windows += add_chunk(buf, chunk, config, 0.0).windows
+    feats = ecg_features(windows)
+
+    whole = np.concatenate([s.samples for s in rec.segments], axis=1)
+    gain = np.array([c.gain for c in rec.segments[0].channels])[:, None]
+    physical = ((whole - np.array([c.baseline for c in rec.segments[0].channels])[:, None]) / gain).astype(np.float32)
+    x = ecg_filter(ecg_resample(torch.from_numpy(physical)[:, None, :], rec.sampling_rate), PROCESSING_RATE_HZ)
+    names = [c.name for c in rec.segments[0].channels]
+    references = {
+        n: ecg_detect_r_peaks(x[i, 0].numpy(), PROCESSING_RATE_HZ) / PROCESSING_RATE_HZ for i, n in enumerate(names)
+    }
+
+    compared = 0
+    for w, f in zip(windows, feats, strict=True):
+        reference = references[f.lead]  # the window's best lead
+        start = (w.start_us - t0) / US
+        inner = (start + 1.0, start + config.window_s - 1.0)
+        live = start + f.beats_s[(f.beats_s >= 1.0) & (f.beats_s < config.window_s - 1.0)]
+        ref = reference[(reference >= inner[0] + 0.01) & (reference < inner[1] - 0.01)]
+        near = np.abs(live[:, None] - ref[None, :]).min(axis=0) if len(live) else np.full(len(ref), np.inf)
+        assert (near <= 1.0 / PROCESSING_RATE_HZ + 1e-9).all(), (start, live, ref)
+        extra = live[(live >= inner[0] + 0.01) & (live < inner[1] - 0.01)]
+        assert len(extra) == len(ref), (start, extra, ref)  # and no beat the whole record does not have
+        compared += len(ref)
+    assert compared > 500
