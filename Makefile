@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint bench bench-stream ec57 install
 
 $(BIN)/cardiowatch: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ test: install
 
 lint: install
 	$(BIN)/ruff check streams models alerts tests benchmarks
-	$(BIN)/mypy streams
+	$(BIN)/mypy streams models alerts
 
 bench: install
 	$(BIN)/python benchmarks/bench_ingest.py
+
+bench-stream: install
+	$(BIN)/python benchmarks/bench_stream.py --data $(DATA)
+
+ec57: install
+	$(BIN)/cardiowatch ec57 --data $(DATA)
