@@ -10,7 +10,8 @@ The agents are thin; the logic is in pure modules:
   (:mod:`streams.windows`), vitals and context into changelogged tables (:mod:`streams.align`). Closed windows
   go to an in-memory channel.
 * ``score`` takes windows from that channel in batches (``take(n, within=...)``), aligns each with the vitals
-  and context known at its end, scores the batch in a worker thread (never on the event loop), and writes
+  and context known at its end, scores the batch in a scoring process (``CARDIOWATCH_SCORING_PROCESSES``;
+  never on the event loop), and writes
   :class:`~streams.records.RiskScore` events to ``risk.scores``.
 
 **Delivery guarantee.** A waveform event is acknowledged only when no open window needs it any more, and a
@@ -24,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -162,6 +166,25 @@ def risk_record(sample: AlignedSample, scored: Scored, scorer: Scorer) -> RiskSc
     )
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """In a scoring process: exit as soon as the worker that started it is gone (even killed by SIGKILL)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def score_batch(scorer: Scorer, samples: list[AlignedSample]) -> list[bytes]:
+    """Score a batch and serialise its ``risk.scores`` events (runs in a scoring process or thread)."""
+    scored = scorer.score_batch(samples)
+    return [
+        risk_record(s, r, scorer).model_dump_json(by_alias=True).encode() for s, r in zip(samples, scored, strict=True)
+    ]
+
+
 def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     """The worker's Faust app with its topics, tables, agents, timers and web views."""
     # -------------------------------------------------------------------------------------------- app
@@ -170,7 +193,16 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     window_config = WindowConfig(settings.window_s, settings.hop_s, settings.grace_s, settings.signal_lost_s)
     align_config = AlignConfig()
     the_scorer: Scorer = scorer or RuleScorer(mains_hz=settings.mains_hz)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+    executor: Executor = (
+        ProcessPoolExecutor(
+            settings.scoring_processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+        if settings.scoring_processes
+        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+    )
     buffers: dict[str, EcgBuffer] = {}
     vitals_ticks: dict[str, int] = {}  # last vitals-only window end per patient without waveform
 
@@ -250,17 +282,10 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
                 )
             event.ack()
 
-    def score_batch(samples: list[AlignedSample]) -> list[bytes]:
-        """Score and serialise a batch (runs in the scoring thread)."""
-        scored = the_scorer.score_batch(samples)
-        return [
-            risk_record(s, r, the_scorer).model_dump_json(by_alias=True).encode()
-            for s, r in zip(samples, scored, strict=True)
-        ]
-
     async def score(stream: faust.StreamT) -> None:
         """Align closed windows with vitals and context, score them in batches off the loop, publish."""
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, score_batch, the_scorer, [])  # start and import before data flows
         async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
             metrics.BATCH_SIZE.observe(len(batch))
             samples = [
@@ -278,7 +303,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
             for sample, w in zip(samples, batch, strict=True):
                 sample.arrival_s = w.arrival_s
             started = time.perf_counter()
-            payloads = await loop.run_in_executor(executor, score_batch, samples)
+            payloads = await loop.run_in_executor(executor, score_batch, the_scorer, samples)
             metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
             for sample, payload in zip(samples, payloads, strict=True):
                 await scores_topic.send(key=sample.patient_id.encode(), value=payload)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     mains_hz: float = Field(50.0, description="Mains frequency removed by the notch filter (50 or 60; 0 for none).")
     batch_size: int = Field(256, ge=1, description="Most windows scored in one batch.")
     batch_within_s: float = Field(0.2, gt=0, description="Longest wait to fill a scoring batch, seconds.")
+    scoring_processes: int = Field(
+        1, ge=0, description="Processes that score batches beside the event loop (0: a thread of the worker)."
+    )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS context for SSL and SASL_SSL, or None for plaintext."""

@@ -29,6 +29,19 @@ def grid_start(seconds_ago: float) -> datetime:
     return start - timedelta(seconds=start.second % HOP_S)
 
 
+def children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def iso(when: datetime) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
@@ -155,9 +168,16 @@ def test_scoring_resumes_after_sigkill_and_every_window_keeps_one_score_id(
     try:
         before = collect_scores(settings, {patient}, lambda got: len(got) >= 4, 60)
         assert len(before) >= 4, "no scores before the kill"
+        scorers = children(worker.proc.pid)
         worker.proc.send_signal(signal.SIGKILL)
         worker.proc.wait(10)
         worker.log.close()
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in scorers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert scorers and not any(Path(f"/proc/{pid}").exists() for pid in scorers), (
+            "scoring process outlived the worker"
+        )
         worker = start_worker(settings, "recovery", tmp_path)
         sender.join(60)
         scores = collect_scores(settings, {patient}, lambda got: want <= {s["window_end"] for s in got}, 120)
