@@ -34,8 +34,10 @@ grow (p99 of the last third of windows minus p99 of the first third <= 500 ms). 
 more (``--retries``; both rows are printed), because other work on a shared machine can spoil one stretch;
 N grows until a level fails every attempt. The summary prints each system's largest sustained N and the ratio
 worker / naive (goal >= 5; both judged against the same p99 budget), and the worker's memory per patient:
-(VmRSS at the end of the stretch - VmRSS once healthy) / N, and the slope over the sustained levels, which
-leaves out one-off costs (torch's first call).
+(memory at the end of the stretch - memory once started) / N, and the slope over the sustained levels, which
+leaves out one-off costs (torch's first call). Memory is the PSS of the system's process tree (the worker
+scores in a child process, ``CARDIOWATCH_SCORING_PROCESSES``): VmRSS summed over the tree would count the
+libraries they share (torch: hundreds of MB) once per process. CPU, too, is summed over the tree.
 
 The load: real ECG from ``<data>/mitdb`` (2 leads, 360 Hz), resampled once to 250 Hz
 (``resample_poly(25, 36)``) in digital units (gain 200 adu/mV, baseline 0); patients are spread round-robin
@@ -60,8 +62,8 @@ collector) take CPU that the system under test then lacks — each row prints th
 a lower bound of what a worker does on a machine of its own. Run it on an otherwise idle machine: the
 1-minute load average before each level is printed beside it (it includes the tail of the previous level).
 Torch starts one intra-op thread per core in the worker and the naive peer; on 2 cores they contend with the
-event loop and hold ~100 MB of RSS that the per-patient figure then counts (``--env OMP_NUM_THREADS=1``
-shows the difference). A level lasts about a minute, so per-patient state that grows over hours is not in
+event loop and hold memory that the per-patient figure then counts (``--env OMP_NUM_THREADS=1`` shows the
+difference). A level lasts about a minute, so per-patient state that grows over hours is not in
 the memory figure: the vitals history kept per patient (``streams.align.AlignConfig.keep_s``) is one of them.
 """
 
@@ -423,12 +425,53 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process, MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (the worker scores in child processes)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += parents.get(p, [])
+    return tree
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of every process in a tree."""
+    return {p: cpu_seconds(p) for p in process_tree(pid)}
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of a process tree, MiB: resident memory with each shared page split among the
+    processes that map it, so that libraries the worker's processes share (torch) are counted once."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def settled_pss_mb(pid: int, timeout_s: float = 60.0) -> float:
+    """The tree's PSS once it stops growing (the worker's scoring process imports torch after start-up)."""
+    deadline, last, steady = time.monotonic() + timeout_s, pss_mb(pid), 0
+    while time.monotonic() < deadline and steady < 3:
+        time.sleep(1.0)
+        now = pss_mb(pid)
+        steady = steady + 1 if abs(now - last) < 2.0 and len(process_tree(pid)) > 1 else 0
+        last = now
+    return last
 
 
 def load1() -> float:
@@ -471,8 +514,8 @@ class Level:
     p99_last: float = math.nan
     rate: float = 0.0  # scores (raw: messages) per second over the stretch
     cpu: dict[str, float] = field(default_factory=dict)  # % of one core over the stretch, per process
-    rss_start_mb: float = math.nan
-    rss_end_mb: float = math.nan
+    mem_start_mb: float = math.nan  # PSS of the system's process tree once started
+    mem_end_mb: float = math.nan  # and at the end of the measured stretch
     internals: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     retry_of: Level | None = None  # the failed attempt this one repeats
@@ -487,7 +530,7 @@ class Level:
 
     @property
     def kib_per_patient(self) -> float:
-        return (self.rss_end_mb - self.rss_start_mb) * 1024 / self.patients
+        return (self.mem_end_mb - self.mem_start_mb) * 1024 / self.patients
 
     def judge(self, budget_s: float) -> None:
         if not self.valid:
@@ -605,8 +648,7 @@ def run_level(system: str, n: int, index: int, args: argparse.Namespace, ecg: Ec
             if system == "worker":
                 worker = start_worker(broker.bootstrap_servers, f"bench-{prefix}-{int(time.time())}", Path(tmp))
                 sut_pid = worker.proc.pid
-                time.sleep(1.0)  # let start-up settle before the baseline RSS
-                lv.rss_start_mb = rss_mb(sut_pid)
+                lv.mem_start_mb = settled_pss_mb(sut_pid)
             else:
                 sut_conn, child_conn = SPAWN.Pipe()
                 target = raw_consume if system == "raw" else naive_consume
@@ -619,7 +661,7 @@ def run_level(system: str, n: int, index: int, args: argparse.Namespace, ecg: Ec
                     raise SystemExit(f"{system} consumer did not join its group within 120 s")
                 sut_conn.recv()
                 sut_pid = proc.pid
-                lv.rss_start_mb = rss_mb(sut_pid)
+                lv.mem_start_mb = pss_mb(sut_pid)
             if system != "raw":
                 collector = Collector(settings, topics.RISK_SCORES if system == "worker" else NAIVE_SCORES)
                 collector.start()
@@ -643,10 +685,11 @@ def run_level(system: str, n: int, index: int, args: argparse.Namespace, ecg: Ec
                 t0_us, t0_us + round(args.warmup_s * US), t0_us + round((args.warmup_s + args.level_s) * US), chunks
             )
             assert broker.process is not None and gen.pid is not None
-            procs = {system: sut_pid, "generator": gen.pid, "broker": broker.process.pid, "collector": os.getpid()}
+            procs = {"generator": gen.pid, "broker": broker.process.pid, "collector": os.getpid()}
             # the measured stretch: CPU and worker metrics at both ends, event-loop lag sampled through it
             _sleep_until(st.a_us)
             cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+            sut0 = tree_cpu(sut_pid)
             before = worker.metrics() if worker else {}
             after = before
             loop_lags: list[float] = []
@@ -659,7 +702,10 @@ def run_level(system: str, n: int, index: int, args: argparse.Namespace, ecg: Ec
                         after = m
             seconds = (st.b_us - st.a_us) / US
             lv.cpu = {name: (cpu_seconds(pid) - cpu0[name]) / seconds * 100 for name, pid in procs.items()}
-            lv.rss_end_mb = rss_mb(sut_pid)
+            used = {p: cpu - sut0.get(p, 0.0) for p, cpu in tree_cpu(sut_pid).items()}
+            lv.cpu[system] = sum(used.values()) / seconds * 100
+            lv.cpu["children"] = sum(v for p, v in used.items() if p != sut_pid) / seconds * 100
+            lv.mem_end_mb = pss_mb(sut_pid)
             if worker:
                 lv.internals = worker_internals(before, after, loop_lags, seconds)
             # the generator's report, then every window of the stretch (or the drain deadline)
@@ -738,7 +784,7 @@ HEADER = {
     "scored": (
         f"{'patients':>8} {'load1':>5} {'gen lag p99':>11} {'windows got/exp':>15} {'close->score p50':>16} "
         f"{'p95':>6} {'p99':>6} {'end->score p99':>14} {'p99 1st->3rd third':>18} {'scores/s':>8} {'CPU% sys':>8} "
-        f"{'gen/broker/coll':>15} {'RSS MiB':>7} {'KiB/pt':>6}  verdict"
+        f"{'gen/broker/coll':>15} {'PSS MiB':>7} {'KiB/pt':>6}  verdict"
     ),
 }
 
@@ -757,7 +803,7 @@ def row(lv: Level) -> str:
         )
     return (
         f"{common} {ms(lv.close.p50):>13} ms {ms(lv.close.p95):>6} {ms(lv.close.p99):>6} {ms(lv.end.p99):>11} ms "
-        f"{growth:>18} {lv.rate:>8,.0f} {lv.cpu.get(lv.system, 0):>8.0f} {others:>15} {lv.rss_end_mb:>7.0f} "
+        f"{growth:>18} {lv.rate:>8,.0f} {lv.cpu.get(lv.system, 0):>8.0f} {others:>15} {lv.mem_end_mb:>7.0f} "
         f"{lv.kib_per_patient:>6.0f}  {verdict}"
     )
 
@@ -768,7 +814,8 @@ def internals_row(lv: Level) -> str:
         f"{lv.patients:>8} {m.get('batch_mean', math.nan):>10.1f} {m.get('scoring_ms_per_batch', math.nan):>14.0f} "
         f"{m.get('scoring_ms_per_window', math.nan):>15.2f} {m.get('scoring_busy', math.nan) * 100:>12.0f}% "
         f"{ms(m.get('loop_lag_mean', math.nan)):>9} / {ms(m.get('loop_lag_max', math.nan)):<6} "
-        f"{m.get('wall_closed', 0):>11.0f} {m.get('too_late', 0):>9.0f} {lv.duplicates:>10}"
+        f"{m.get('wall_closed', 0):>11.0f} {m.get('too_late', 0):>9.0f} {lv.duplicates:>10} "
+        f"{lv.cpu.get('worker', 0) - lv.cpu.get('children', 0):>12.0f} / {lv.cpu.get('children', 0):<.0f}"
     )
 
 
@@ -835,16 +882,16 @@ def summary(results: dict[str, list[Level]], budget_s: float) -> list[str]:
                 f"  at {worker.patients} patients: worker p99 close->score {ms(worker.close.p99)} ms vs raw transport "
                 f"floor p99 {ms(raw.close.p99)} ms ({worker.close.p99 / raw.close.p99:.1f}x)"
             )
-    scored = [lv for lv in results.get("worker", []) if lv.valid and not math.isnan(lv.rss_end_mb)]
+    scored = [lv for lv in results.get("worker", []) if lv.valid and not math.isnan(lv.mem_end_mb)]
     if scored:
         per = ", ".join(f"{lv.patients}: {lv.kib_per_patient:.0f}" for lv in scored)
-        lines.append(f"  worker memory per patient, KiB ((RSS at stretch end - RSS once healthy) / N): {per}")
+        lines.append(f"  worker memory per patient, KiB ((PSS at stretch end - PSS once started) / N): {per}")
         held = [lv for lv in scored if lv.sustained]  # an overloaded worker also buffers its backlog
         if len(held) >= 2:
             lo, hi = held[0], held[-1]
-            slope = (hi.rss_end_mb - lo.rss_end_mb) * 1024 / (hi.patients - lo.patients)
+            slope = (hi.mem_end_mb - lo.mem_end_mb) * 1024 / (hi.patients - lo.patients)
             lines.append(
-                f"  worker memory per patient, slope of RSS from {lo.patients} to {hi.patients} patients: "
+                f"  worker memory per patient, slope of PSS from {lo.patients} to {hi.patients} patients: "
                 f"{slope:.0f} KiB"
             )
     return lines
@@ -972,7 +1019,8 @@ def main() -> None:
                 print(
                     f"\nworker internals over the measured stretch (from its /metrics)\n{'patients':>8} "
                     f"{'batch mean':>10} {'ms per batch':>14} {'ms per window':>15} {'scoring busy':>13} "
-                    f"{'loop lag mean / max':>19} {'wall-closed':>11} {'too late':>9} {'duplicates':>10}"
+                    f"{'loop lag mean / max':>19} {'wall-closed':>11} {'too late':>9} {'duplicates':>10} "
+                    f"{'CPU% worker process / scoring processes':>40}"
                 )
                 for lv in tried:
                     print(internals_row(lv))
