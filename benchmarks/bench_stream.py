@@ -35,9 +35,11 @@ more (``--retries``; both rows are printed), because other work on a shared mach
 N grows until a level fails every attempt. The summary prints each system's largest sustained N and the ratio
 worker / naive (goal >= 5; both judged against the same p99 budget), and the worker's memory per patient:
 (memory at the end of the stretch - memory once started) / N, and the slope over the sustained levels, which
-leaves out one-off costs (torch's first call). Memory is the PSS of the system's process tree (the worker
-scores in a child process, ``CARDIOWATCH_SCORING_PROCESSES``): VmRSS summed over the tree would count the
-libraries they share (torch: hundreds of MB) once per process. CPU, too, is summed over the tree.
+leaves out one-off costs (torch's first call). Memory is the resident anonymous memory (``RssAnon``) summed
+over the system's process tree (the worker scores in a child process, ``CARDIOWATCH_SCORING_PROCESSES``):
+VmRSS would count the mapped libraries (torch: hundreds of MB) once per process, and PSS moves whenever any
+other process on the machine maps the same libraries; per-patient state is anonymous memory either way. CPU,
+too, is summed over the tree.
 
 The load: real ECG from ``<data>/mitdb`` (2 leads, 360 Hz), resampled once to 250 Hz
 (``resample_poly(25, 36)``) in digital units (gain 200 adu/mV, baseline 0); patients are spread round-robin
@@ -448,14 +450,13 @@ def tree_cpu(pid: int) -> dict[int, float]:
     return {p: cpu_seconds(p) for p in process_tree(pid)}
 
 
-def pss_mb(pid: int) -> float:
-    """Proportional set size of a process tree, MiB: resident memory with each shared page split among the
-    processes that map it, so that libraries the worker's processes share (torch) are counted once."""
+def anon_mb(pid: int) -> float:
+    """Resident anonymous memory (``RssAnon``: heap, stacks, arrays; no mapped files) of a process tree, MiB."""
     total = 0.0
     for p in process_tree(pid):
         try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
                     total += int(line.split()[1]) / 1024
                     break
         except OSError:
@@ -463,12 +464,12 @@ def pss_mb(pid: int) -> float:
     return total
 
 
-def settled_pss_mb(pid: int, timeout_s: float = 60.0) -> float:
-    """The tree's PSS once it stops growing (the worker's scoring process imports torch after start-up)."""
-    deadline, last, steady = time.monotonic() + timeout_s, pss_mb(pid), 0
+def settled_anon_mb(pid: int, timeout_s: float = 60.0) -> float:
+    """The tree's memory once it stops growing (the worker's scoring process imports torch after start-up)."""
+    deadline, last, steady = time.monotonic() + timeout_s, anon_mb(pid), 0
     while time.monotonic() < deadline and steady < 3:
         time.sleep(1.0)
-        now = pss_mb(pid)
+        now = anon_mb(pid)
         steady = steady + 1 if abs(now - last) < 2.0 and len(process_tree(pid)) > 1 else 0
         last = now
     return last
@@ -514,7 +515,7 @@ class Level:
     p99_last: float = math.nan
     rate: float = 0.0  # scores (raw: messages) per second over the stretch
     cpu: dict[str, float] = field(default_factory=dict)  # % of one core over the stretch, per process
-    mem_start_mb: float = math.nan  # PSS of the system's process tree once started
+    mem_start_mb: float = math.nan  # anonymous resident memory of the system's process tree once started
     mem_end_mb: float = math.nan  # and at the end of the measured stretch
     internals: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
@@ -648,7 +649,7 @@ def run_level(system: str, n: int, index: int, args: argparse.Namespace, ecg: Ec
             if system == "worker":
                 worker = start_worker(broker.bootstrap_servers, f"bench-{prefix}-{int(time.time())}", Path(tmp))
                 sut_pid = worker.proc.pid
-                lv.mem_start_mb = settled_pss_mb(sut_pid)
+                lv.mem_start_mb = settled_anon_mb(sut_pid)
             else:
                 sut_conn, child_conn = SPAWN.Pipe()
                 target = raw_consume if system == "raw" else naive_consume
@@ -660,8 +661,9 @@ def run_level(system: str, n: int, index: int, args: argparse.Namespace, ecg: Ec
                 if not sut_conn.poll(120):
                     raise SystemExit(f"{system} consumer did not join its group within 120 s")
                 sut_conn.recv()
+                assert proc.pid is not None
                 sut_pid = proc.pid
-                lv.mem_start_mb = pss_mb(sut_pid)
+                lv.mem_start_mb = anon_mb(sut_pid)
             if system != "raw":
                 collector = Collector(settings, topics.RISK_SCORES if system == "worker" else NAIVE_SCORES)
                 collector.start()
@@ -705,7 +707,7 @@ def run_level(system: str, n: int, index: int, args: argparse.Namespace, ecg: Ec
             used = {p: cpu - sut0.get(p, 0.0) for p, cpu in tree_cpu(sut_pid).items()}
             lv.cpu[system] = sum(used.values()) / seconds * 100
             lv.cpu["children"] = sum(v for p, v in used.items() if p != sut_pid) / seconds * 100
-            lv.mem_end_mb = pss_mb(sut_pid)
+            lv.mem_end_mb = anon_mb(sut_pid)
             if worker:
                 lv.internals = worker_internals(before, after, loop_lags, seconds)
             # the generator's report, then every window of the stretch (or the drain deadline)
@@ -784,7 +786,7 @@ HEADER = {
     "scored": (
         f"{'patients':>8} {'load1':>5} {'gen lag p99':>11} {'windows got/exp':>15} {'close->score p50':>16} "
         f"{'p95':>6} {'p99':>6} {'end->score p99':>14} {'p99 1st->3rd third':>18} {'scores/s':>8} {'CPU% sys':>8} "
-        f"{'gen/broker/coll':>15} {'PSS MiB':>7} {'KiB/pt':>6}  verdict"
+        f"{'gen/broker/coll':>15} {'anon MiB':>8} {'KiB/pt':>6}  verdict"
     ),
 }
 
@@ -803,7 +805,7 @@ def row(lv: Level) -> str:
         )
     return (
         f"{common} {ms(lv.close.p50):>13} ms {ms(lv.close.p95):>6} {ms(lv.close.p99):>6} {ms(lv.end.p99):>11} ms "
-        f"{growth:>18} {lv.rate:>8,.0f} {lv.cpu.get(lv.system, 0):>8.0f} {others:>15} {lv.mem_end_mb:>7.0f} "
+        f"{growth:>18} {lv.rate:>8,.0f} {lv.cpu.get(lv.system, 0):>8.0f} {others:>15} {lv.mem_end_mb:>8.0f} "
         f"{lv.kib_per_patient:>6.0f}  {verdict}"
     )
 
@@ -885,13 +887,13 @@ def summary(results: dict[str, list[Level]], budget_s: float) -> list[str]:
     scored = [lv for lv in results.get("worker", []) if lv.valid and not math.isnan(lv.mem_end_mb)]
     if scored:
         per = ", ".join(f"{lv.patients}: {lv.kib_per_patient:.0f}" for lv in scored)
-        lines.append(f"  worker memory per patient, KiB ((PSS at stretch end - PSS once started) / N): {per}")
-        held = [lv for lv in scored if lv.sustained]  # an overloaded worker also buffers its backlog
-        if len(held) >= 2:
-            lo, hi = held[0], held[-1]
+        lines.append(f"  worker memory per patient, KiB ((memory at stretch end - memory once started) / N): {per}")
+        kept_up = [lv for lv in scored if lv.sustained]  # an overloaded worker also buffers its backlog
+        if len(kept_up) >= 2:
+            lo, hi = kept_up[0], kept_up[-1]
             slope = (hi.mem_end_mb - lo.mem_end_mb) * 1024 / (hi.patients - lo.patients)
             lines.append(
-                f"  worker memory per patient, slope of PSS from {lo.patients} to {hi.patients} patients: "
+                f"  worker memory per patient, slope of memory from {lo.patients} to {hi.patients} patients: "
                 f"{slope:.0f} KiB"
             )
     return lines
