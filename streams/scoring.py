@@ -117,8 +117,7 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
             groups[w.sampling_rate].append((i, rows))
     for rate, members in groups.items():
         stacked = [windows[i].samples[rows] for i, rows in members]  # type: ignore[union-attr]
-        lengths = {s.shape[1] for s in stacked}
-        n = max(lengths)
+        n = max(s.shape[1] for s in stacked)
         flat = np.zeros((sum(len(r) for _, r in members), n), np.float32)
         missing = np.ones_like(flat, dtype=bool)
         k = 0
@@ -135,7 +134,7 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
         idx = np.minimum((np.arange(filtered.shape[1]) * rate / PROCESSING_RATE_HZ).astype(np.int64), n - 1)
         missing = missing[:, idx]
         k = 0
-        for (i, rows), _ in zip(members, stacked, strict=True):
+        for i, rows in members:
             w = windows[i]
             assert w is not None
             sig, miss = filtered[k : k + len(rows)], missing[k : k + len(rows)]

@@ -125,6 +125,7 @@ class _Buffered:
     start_us: int
     end_us: int
     chunk: WaveformChunk
+    values: np.ndarray  # the chunk in physical units, converted once for every window it falls in
     arrival_s: float
     token: Any
 
@@ -219,7 +220,7 @@ def add_chunk(
     status = "late" if buf.chunks and start < buf.stream_us else "accepted"
     gap_s = (start - buf.stream_us) / US if buf.chunks and start > buf.stream_us else 0.0
     restored, buf.lost = buf.lost, False
-    item = _Buffered(start, end, chunk, arrival_s, token)
+    item = _Buffered(start, end, chunk, chunk.physical(), arrival_s, token)
     if not buf.chunks or start >= buf.chunks[-1].start_us:
         buf.chunks.append(item)
     else:
@@ -299,7 +300,7 @@ def _assemble(patient_id: str, start: int, end: int, parts: list[_Buffered], clo
             names.setdefault((c.name, c.kind), len(names))
     out = np.full((len(names), n), np.nan, np.float32)
     for b in parts:
-        values = b.chunk.physical()
+        values = b.values
         if b.chunk.sampling_rate != rate:  # a monitor that changed rate mid-window: put it on the window's grid
             t_src = np.arange(values.shape[1]) / b.chunk.sampling_rate
             t_dst = np.arange(0, values.shape[1] / b.chunk.sampling_rate, 1 / rate)

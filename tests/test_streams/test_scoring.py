@@ -129,8 +129,7 @@ def test_the_chunked_live_stream_finds_the_beats_of_the_whole_record(data_dir: P
     feats = ecg_features(windows)
 
     whole = np.concatenate([s.samples for s in rec.segments], axis=1)
-    gain = np.array([c.gain for c in rec.segments[0].channels])[:, None]
-    physical = ((whole - np.array([c.baseline for c in rec.segments[0].channels])[:, None]) / gain).astype(np.float32)
+    physical = WaveformChunk("p", "m", 0, 0, rec.sampling_rate, rec.segments[0].channels, whole).physical()
     x = ecg_filter(ecg_resample(torch.from_numpy(physical)[:, None, :], rec.sampling_rate), PROCESSING_RATE_HZ)
     names = [c.name for c in rec.segments[0].channels]
     references = {
