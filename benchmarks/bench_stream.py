@@ -63,10 +63,11 @@ Caveats: everything shares the machine. The generator, the broker (Tansu, in mem
 collector) take CPU that the system under test then lacks — each row prints their shares — so the figures are
 a lower bound of what a worker does on a machine of its own. Run it on an otherwise idle machine: the
 1-minute load average before each level is printed beside it (it includes the tail of the previous level).
-Torch starts one intra-op thread per core in the worker and the naive peer; on 2 cores they contend with the
-event loop and hold memory that the per-patient figure then counts (``--env OMP_NUM_THREADS=1`` shows the
-difference). A level lasts about a minute, so per-patient state that grows over hours is not in
-the memory figure: the vitals history kept per patient (``streams.align.AlignConfig.keep_s``) is one of them.
+Torch starts one intra-op thread per core in the naive peer and the worker's event loop (the worker's scoring
+process uses one); on 2 cores they contend and hold memory that the per-patient figure then counts
+(``--env OMP_NUM_THREADS=1`` shows the difference). A level lasts about a minute: the vitals history kept per
+patient grows for its first 16 minutes (``streams.align.AlignConfig``: one point a minute per signal over the
+trend horizon, a few KiB), which the memory figure does not reach.
 """
 
 from __future__ import annotations

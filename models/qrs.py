@@ -132,13 +132,11 @@ def _half(seconds: float, sampling_rate: float) -> int:
     return max(1, int(round(seconds * sampling_rate)))
 
 
-def _window_max(values: np.ndarray, at: np.ndarray, before: int, after: int) -> np.ndarray:
-    """Largest of ``values[i - before : i + after + 1]`` for each ``i`` in ``at`` (clipped to the ends)."""
+def _window_max(values: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Largest of ``values[..., i - before : i + after + 1]`` for every ``i`` (clipped to the ends), per row."""
     size = before + after + 1
-    # maximum_filter1d's output j covers [j - size // 2, j - size // 2 + size - 1]; read it at
-    # j = i - before + size // 2 so that it covers [i - before, i + after].
-    filtered = ndimage.maximum_filter1d(values, size, mode="nearest")
-    return filtered[np.clip(at - before + size // 2, 0, values.size - 1)]
+    # maximum_filter1d covers [i - size // 2 - origin, i - size // 2 - origin + size - 1]: origin moves it.
+    return ndimage.maximum_filter1d(values, size, axis=-1, mode="nearest", origin=before - size // 2)
 
 
 def _qrs_amplitude(leads: np.ndarray, peaks: np.ndarray, half: int) -> np.ndarray:
@@ -152,33 +150,48 @@ def _qrs_amplitude(leads: np.ndarray, peaks: np.ndarray, half: int) -> np.ndarra
     return (residual.max(axis=-1) - residual.min(axis=-1)).max(axis=0)
 
 
-def _detect_slope(leads: np.ndarray, sampling_rate: float, min_amplitude_mv: float) -> np.ndarray:
+def _detect_slope(
+    leads: np.ndarray, sampling_rate: float, min_amplitude_mv: float, groups: list[list[int]] | None = None
+) -> list[np.ndarray]:
+    """The ``slope`` method on each group of rows of ``leads`` (all rows one group by default).
+
+    A group is one patient's leads: their envelopes are summed and a beat needs the amplitude floor on one of
+    them. The filtering and the envelopes' running maxima run on every row at once, so many windows cost
+    little more than one; only picking the candidates is per group.
+    """
     n = leads.shape[-1]
+    groups = [list(range(leads.shape[0]))] if groups is None else groups
     if n < 2 * _half(SLOPE_SMOOTH_S, sampling_rate) + 16:  # too short for a QRS and the filter's padding
-        return np.zeros(0, dtype=np.int64)
+        return [np.zeros(0, dtype=np.int64) for _ in groups]
     band = _bandpass(leads, QRS_BAND_HZ, sampling_rate)
-    envelope = ndimage.uniform_filter1d(
+    per_row = ndimage.uniform_filter1d(
         np.abs(np.gradient(band, axis=-1)), _half(SLOPE_SMOOTH_S, sampling_rate), axis=-1, mode="nearest"
-    ).sum(axis=0)
-    cand, _ = signal.find_peaks(envelope, distance=_half(REFRACTORY_S, sampling_rate))
-    if cand.size == 0:
-        return cand.astype(np.int64)
-    level = envelope[cand]
+    )
+    envelopes = np.stack([per_row[rows].sum(axis=0) for rows in groups]) if groups else per_row[:0]
     context = _half(CONTEXT_S, sampling_rate)
     before, after = _half(NEIGHBOUR_BEFORE_S, sampling_rate), _half(NEIGHBOUR_AFTER_S, sampling_rate)
-    keep = (level >= CONTEXT_RATIO * _window_max(envelope, cand, context, context)) & (
-        level >= NEIGHBOUR_RATIO * _window_max(envelope, cand, before, after)
-    )
-    cand = cand[keep & (level > 0.0)]
-    if min_amplitude_mv > 0.0 and cand.size:
-        cand = cand[_qrs_amplitude(leads, cand, _half(AMPLITUDE_HALF_WINDOW_S, sampling_rate)) >= min_amplitude_mv]
-    if cand.size == 0:
-        return cand.astype(np.int64)
-    half = _half(LOCATE_HALF_WINDOW_S, sampling_rate)
-    idx = np.clip(cand[:, None] + np.arange(-half, half + 1)[None, :], 0, n - 1)
-    peaks = idx[np.arange(cand.size), np.argmax(np.abs(band[:, idx]).sum(axis=0), axis=1)]
-    # Candidates are >= 200 ms apart and each search spans 150 ms, so the peaks stay strictly increasing.
-    return peaks.astype(np.int64)
+    context_max = _window_max(envelopes, context, context)
+    neighbour_max = _window_max(envelopes, before, after)
+    distance = _half(REFRACTORY_S, sampling_rate)
+    amplitude_half = _half(AMPLITUDE_HALF_WINDOW_S, sampling_rate)
+    locate = np.arange(-_half(LOCATE_HALF_WINDOW_S, sampling_rate), _half(LOCATE_HALF_WINDOW_S, sampling_rate) + 1)
+    out = []
+    for g, rows in enumerate(groups):
+        envelope = envelopes[g]
+        cand, _ = signal.find_peaks(envelope, distance=distance)
+        level = envelope[cand]
+        keep = (level >= CONTEXT_RATIO * context_max[g, cand]) & (level >= NEIGHBOUR_RATIO * neighbour_max[g, cand])
+        cand = cand[keep & (level > 0.0)]
+        if min_amplitude_mv > 0.0 and cand.size:
+            cand = cand[_qrs_amplitude(leads[rows], cand, amplitude_half) >= min_amplitude_mv]
+        if cand.size == 0:
+            out.append(np.zeros(0, dtype=np.int64))
+            continue
+        idx = np.clip(cand[:, None] + locate[None, :], 0, n - 1)
+        # Candidates are >= 200 ms apart and each search spans 150 ms, so the peaks stay strictly increasing.
+        strongest = np.argmax(np.abs(band[rows][:, idx]).sum(axis=0), axis=1)
+        out.append(idx[np.arange(cand.size), strongest].astype(np.int64))
+    return out
 
 
 def _detect_neurokit(ecg: np.ndarray, sampling_rate: float, method: str) -> np.ndarray:
@@ -230,10 +243,24 @@ def ecg_detect_r_peaks(
     if method == DEFAULT_METHOD:
         if sampling_rate < MIN_SAMPLING_RATE_HZ:
             raise ValueError(f"method 'slope' needs at least {MIN_SAMPLING_RATE_HZ} Hz, got {sampling_rate}")
-        return _detect_slope(leads, float(sampling_rate), float(min_amplitude_mv))
+        return _detect_slope(leads, float(sampling_rate), float(min_amplitude_mv))[0]
     if method in NEUROKIT_METHODS:
         return _detect_neurokit(leads[0], sampling_rate, method)
     raise ValueError(f"unknown method {method!r}: use {DEFAULT_METHOD!r} or one of {sorted(NEUROKIT_METHODS)}")
+
+
+def ecg_detect_r_peaks_batch(
+    x: np.ndarray, sampling_rate: float, min_amplitude_mv: float = MIN_QRS_AMPLITUDE_MV
+) -> list[np.ndarray]:
+    """The ``slope`` method on every row of ``(rows, time)`` alone, filtering all rows at once.
+
+    Row ``r``'s beats equal ``ecg_detect_r_peaks(x[r], sampling_rate)``; the live pipeline passes every
+    lead of a batch of windows here.
+    """
+    leads = _as_leads(x)
+    if sampling_rate < MIN_SAMPLING_RATE_HZ:
+        raise ValueError(f"method 'slope' needs at least {MIN_SAMPLING_RATE_HZ} Hz, got {sampling_rate}")
+    return _detect_slope(leads, float(sampling_rate), float(min_amplitude_mv), [[r] for r in range(len(leads))])
 
 
 def ecg_detect_r_peaks_windowed(

@@ -19,7 +19,7 @@ import torch
 import torchaudio.functional as taf
 from torch import Tensor
 
-from models.qrs import ecg_detect_r_peaks
+from models.qrs import ecg_detect_r_peaks_batch
 
 #: Rate (Hz) the live pipeline resamples every ECG to before detection and feature extraction.
 PROCESSING_RATE_HZ: Final = 250
@@ -83,35 +83,62 @@ def _biquad_coefficients(kind: str, sampling_rate: float, freq_hz: float, q: flo
     return torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
 
 
+def _filter_sections(
+    sampling_rate: float, band_hz: tuple[float, float], mains_hz: float | None
+) -> list[tuple[Tensor, Tensor]]:
+    """The (a, b) biquads of :func:`ecg_filter`: high-pass, low-pass and (optionally) the mains notch."""
+    low, high = band_hz
+    sections = [
+        _biquad_coefficients("highpass", sampling_rate, low, _BUTTERWORTH_Q),
+        _biquad_coefficients("lowpass", sampling_rate, high, _BUTTERWORTH_Q),
+    ]
+    if mains_hz is not None:
+        sections.append(_biquad_coefficients("notch", sampling_rate, mains_hz, _NOTCH_Q))
+    return sections
+
+
 def ecg_filter(
     x: Tensor,
     sampling_rate: float,
     band_hz: tuple[float, float] = (0.5, 40.0),
     mains_hz: float | None = 50.0,
+    backend: str = "auto",
 ) -> Tensor:
     """Band-pass and mains-notch filter ECG without phase shift.
 
-    Three second-order sections run forward and backward with ``torchaudio.functional.filtfilt``
-    (zero phase, so R peaks keep their time): a Butterworth high-pass at ``band_hz[0]`` (removes baseline
-    wander), a Butterworth low-pass at ``band_hz[1]`` (muscle noise) and a notch at ``mains_hz`` with
-    Q = 30. Run twice, each Butterworth section has -6 dB at its cut-off and a fourth-order roll-off.
+    Three second-order sections, each run forward and backward from rest (zero phase, so R peaks keep
+    their time): a Butterworth high-pass at ``band_hz[0]`` (removes baseline wander), a Butterworth
+    low-pass at ``band_hz[1]`` (muscle noise) and a notch at ``mains_hz`` with Q = 30. Run twice, each
+    Butterworth section has -6 dB at its cut-off and a fourth-order roll-off.
+
     The 0.5-40 Hz default is the "monitoring" bandwidth of bedside monitors (IEC 60601-2-27 allows
     0.5-40 Hz in monitoring mode; AHA diagnostic bandwidth is 0.05-150 Hz, Kligfield et al. 2007).
     Coefficients follow the RBJ audio-EQ cookbook (as ``torchaudio.functional.highpass_biquad`` etc.).
     Both ends are padded with an odd reflection of up to ``1 / band_hz[0]`` seconds (as
     ``scipy.signal.filtfilt``) so a window's edges do not start from zero; computation is in float64.
 
+    Backends compute the same filter: ``"torchaudio"`` runs ``torchaudio.functional.filtfilt`` section by
+    section on the tensor's device (the choice on a GPU); ``"scipy"`` runs the cascade of the same sections
+    forward, then backward, with ``scipy.signal.sosfilt`` on the CPU. ``"auto"`` takes SciPy for CPU tensors
+    and torchaudio otherwise: on the CPU torchaudio's ``lfilter`` (a float64 ``conv1d`` plus a per-sample
+    loop) measured about 8x slower than SciPy on a batch of 512 10-s leads at 250 Hz (0.33 s against
+    0.04 s on the 2-core development machine). Both run each section from rest over the padded signal; only
+    the order in which the start-up transients meet differs, so they agree within 1e-4 mV (tested; an
+    ECG's resolution is about 5 uV).
+
     Args:
         x: ECG, shape ``(..., time)`` (e.g. ``(batch, leads, time)``), float, mV. Missing samples as zeros.
         sampling_rate: Rate of ``x`` in Hz.
         band_hz: Pass band ``(low, high)`` in Hz, ``0 < low < high < sampling_rate / 2``.
         mains_hz: Mains frequency to notch (50 or 60 Hz), or ``None`` for no notch; below Nyquist.
+        backend: ``"auto"``, ``"scipy"`` (CPU tensors only) or ``"torchaudio"``.
 
     Returns:
-        The filtered ECG, same shape and dtype as ``x``, mV.
+        The filtered ECG, same shape, dtype and device as ``x``, mV.
 
     Raises:
-        ValueError: A band or notch frequency outside ``(0, sampling_rate / 2)``, or a non-floating tensor.
+        ValueError: A band or notch frequency outside ``(0, sampling_rate / 2)``, a non-floating tensor, or
+            an unknown backend.
 
     Example:
         >>> t = torch.arange(2500) / 250.0
@@ -128,12 +155,11 @@ def ecg_filter(
         raise ValueError(f"mains_hz must be in (0, {nyquist}) Hz or None, got {mains_hz}")
     if not x.is_floating_point():
         raise ValueError(f"ecg_filter needs a floating-point tensor, got {x.dtype}")
-    sections = [
-        _biquad_coefficients("highpass", sampling_rate, low, _BUTTERWORTH_Q),
-        _biquad_coefficients("lowpass", sampling_rate, high, _BUTTERWORTH_Q),
-    ]
-    if mains_hz is not None:
-        sections.append(_biquad_coefficients("notch", sampling_rate, mains_hz, _NOTCH_Q))
+    if backend == "auto":
+        backend = "scipy" if x.device.type == "cpu" else "torchaudio"
+    if backend not in ("scipy", "torchaudio"):
+        raise ValueError(f"backend must be 'auto', 'scipy' or 'torchaudio', got {backend!r}")
+    sections = _filter_sections(sampling_rate, band_hz, mains_hz)
     n = x.shape[-1]
     pad = min(n - 1, math.ceil(sampling_rate / low))
     y = x.to(torch.float64)
@@ -142,8 +168,13 @@ def ecg_filter(
         head = 2.0 * y[..., :1] - y[..., 1 : pad + 1].flip(-1)
         tail = 2.0 * y[..., -1:] - y[..., -pad - 1 : -1].flip(-1)
         y = torch.cat([head, y, tail], dim=-1)
-    for a, b in sections:
-        y = taf.filtfilt(y, a, b, clamp=False)
+    if backend == "torchaudio":
+        for a, b in sections:
+            y = taf.filtfilt(y, a.to(y.device), b.to(y.device), clamp=False)
+    else:
+        sos = np.array([np.concatenate([b.numpy(), a.numpy()]) / a[0].item() for a, b in sections])
+        forward = scipy.signal.sosfilt(sos, y.numpy(), axis=-1)
+        y = torch.from_numpy(np.ascontiguousarray(scipy.signal.sosfilt(sos, forward[..., ::-1], axis=-1)[..., ::-1]))
     if pad > 0:
         y = y[..., pad:-pad]
     return y.to(x.dtype)
@@ -163,23 +194,26 @@ _LENGTH_THRESHOLD: Final = 0.3
 _LENGTH_REFRACTORY_S: Final = 0.25
 
 
-def _length_transform_peaks(lead: np.ndarray, sampling_rate: float) -> np.ndarray:
-    """QRS onsets by a curve-length transform (Zong, Moody & Jiang 2003) with one threshold per window.
+def _length_transform_peaks(leads: np.ndarray, sampling_rate: float) -> list[np.ndarray]:
+    """QRS onsets by a curve-length transform (Zong, Moody & Jiang 2003), one threshold per row, every row at once.
 
     Deliberately different from the slope detector (other band, a window-wide rather than a local
     threshold) so that the two agree on clean ECG and disagree on noise, as bSQI needs.
     """
     # Low-pass by a moving average half a period of _LENGTH_LOWPASS_HZ long (-3 dB near 16 Hz; cheap).
-    smooth = scipy.ndimage.uniform_filter1d(lead, max(1, int(round(sampling_rate / (2 * _LENGTH_LOWPASS_HZ)))))
-    slope = np.diff(smooth, prepend=smooth[0]) * sampling_rate / _LENGTH_SLOPE_SCALE_MV_S
+    size = max(1, int(round(sampling_rate / (2 * _LENGTH_LOWPASS_HZ))))
+    smooth = scipy.ndimage.uniform_filter1d(leads, size, axis=-1)
+    slope = np.diff(smooth, axis=-1, prepend=smooth[:, :1]) * sampling_rate / _LENGTH_SLOPE_SCALE_MV_S
     window = max(1, int(round(_LENGTH_WINDOW_S * sampling_rate)))
-    length = scipy.ndimage.uniform_filter1d(np.sqrt(1.0 + slope * slope) - 1.0, window)
-    top = float(np.percentile(length, 99))
-    if top <= 0.0:
-        return np.zeros(0, dtype=np.int64)
+    length = scipy.ndimage.uniform_filter1d(np.sqrt(1.0 + slope * slope) - 1.0, window, axis=-1)
+    tops = np.percentile(length, 99, axis=-1)
     distance = max(1, int(round(_LENGTH_REFRACTORY_S * sampling_rate)))
-    peaks, _ = scipy.signal.find_peaks(length, height=_LENGTH_THRESHOLD * top, distance=distance)
-    return peaks.astype(np.int64)
+    return [
+        scipy.signal.find_peaks(row, height=_LENGTH_THRESHOLD * top, distance=distance)[0].astype(np.int64)
+        if top > 0.0
+        else np.zeros(0, dtype=np.int64)
+        for row, top in zip(length, tops, strict=True)
+    ]
 
 
 def _beat_agreement(a: np.ndarray, b: np.ndarray, sampling_rate: float) -> float:
@@ -248,21 +282,22 @@ def ecg_signal_quality(
     block = max(1, int(round(FLAT_BLOCK_S * sampling_rate)))
     n_blocks = leads.shape[-1] // block
     quality = np.zeros(leads.shape[0])
-    for i, (lead, present) in enumerate(zip(leads, present_mask, strict=True)):
-        present_fraction = float(present.mean()) if present.size else 0.0
-        if present_fraction == 0.0 or n_blocks == 0:
-            continue
-        blocks = lead[: n_blocks * block].reshape(n_blocks, block)
-        full = present[: n_blocks * block].reshape(n_blocks, block).all(axis=1)
-        if not full.any():
-            continue
-        flat = float(np.mean(np.ptp(blocks[full], axis=1) < FLAT_PTP_MV))
-        if flat == 1.0:
-            continue
-        clean = np.where(present, lead, 0.0)
-        first = ecg_detect_r_peaks(clean, sampling_rate) if peaks is None else peaks[i]
-        agreement = _beat_agreement(first, _length_transform_peaks(clean, sampling_rate), sampling_rate)
-        quality[i] = present_fraction * (1.0 - flat) * agreement
+    if n_blocks == 0 or not leads.size:
+        return quality
+    present_fraction = present_mask.mean(axis=-1)
+    blocks = leads[:, : n_blocks * block].reshape(len(leads), n_blocks, block)
+    full = present_mask[:, : n_blocks * block].reshape(len(leads), n_blocks, block).all(axis=-1)
+    flat_blocks = (np.ptp(blocks, axis=-1) < FLAT_PTP_MV) & full
+    flat = flat_blocks.sum(axis=-1) / np.maximum(full.sum(axis=-1), 1)
+    readable = np.flatnonzero((present_fraction > 0.0) & full.any(axis=-1) & (flat < 1.0))
+    if not readable.size:
+        return quality
+    clean = np.where(present_mask[readable], leads[readable], 0.0)
+    first = ecg_detect_r_peaks_batch(clean, sampling_rate) if peaks is None else [peaks[int(i)] for i in readable]
+    second = _length_transform_peaks(clean, sampling_rate)
+    for k, i in enumerate(readable):
+        agreement = _beat_agreement(first[k], second[k], sampling_rate)
+        quality[i] = present_fraction[i] * (1.0 - flat[i]) * agreement
     return np.clip(quality, 0.0, 1.0)
 
 

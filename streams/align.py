@@ -56,10 +56,15 @@ class AlignConfig:
     imaging_horizon_s: float = 30 * 86400.0
     notes_horizon_s: float = 72 * 3600.0
     max_notes: int = 3
-    #: Oldest vitals kept per patient: the longest staleness limit or the trend horizon, whichever is larger.
-    keep_s: float = 12 * 3600.0
-    #: At most one stored point per signal per this many seconds (older points thinned) to bound the state.
-    resolution_s: float = 10.0
+    #: Oldest point kept of each signal, before that signal's newest: the trend horizon plus a minute (so a
+    #: window ending up to a minute before the newest point still gets its whole trend). A signal's newest
+    #: point is always kept, so a value with a long staleness limit (a 12-hourly temperature) is never
+    #: dropped by the faster signals beside it.
+    keep_s: float = 900.0 + 60.0
+    #: At most one stored point per signal per this many seconds (older points thinned; the newest always kept),
+    #: so a patient's state, written to the changelog on every vitals event, stays a few dozen points per
+    #: signal whatever the monitor's rate; a trend over 15 minutes needs no finer steps.
+    resolution_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "web_port": settings.web_port,
         "web_bind": settings.web_host,
         "web_enabled": True,
+        # changelog and score events wait up to 5 ms to leave in one request with others: one request per
+        # event cost the event loop more than consuming the event did
+        "producer_linger": 0.005,
         "autodiscover": False,
         # waveform events stay unacknowledged while a window needs them (see the module docstring), so a
         # rebalance must not wait for every event to be acknowledged
@@ -166,8 +169,15 @@ def risk_record(sample: AlignedSample, scored: Scored, scorer: Scorer) -> RiskSc
     )
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """In a scoring process: exit as soon as the worker that started it is gone (even killed by SIGKILL)."""
+def _init_scoring_process(parent_pid: int) -> None:
+    """In a scoring process: one torch thread, and exit as soon as the worker that started it is gone.
+
+    The process is the one scoring core: torch's default of one intra-op thread per core would contend with
+    the worker's event loop for the others. It exits even when the worker was killed by SIGKILL.
+    """
+    import torch
+
+    torch.set_num_threads(1)
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -197,7 +207,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         ProcessPoolExecutor(
             settings.scoring_processes,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_exit_with_parent,
+            initializer=_init_scoring_process,
             initargs=(os.getpid(),),
         )
         if settings.scoring_processes

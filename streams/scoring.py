@@ -6,8 +6,8 @@ features); the learned model plugs in behind the same :class:`Scorer` interface.
 
 ECG processing (:func:`ecg_features`) is batched across patients where it pays: windows of one sampling rate
 are stacked and resampled to :data:`models.signal.PROCESSING_RATE_HZ` and filtered (band-pass and mains notch)
-in one torchaudio call; R-peak detection, beat classing, RR features and the rhythm conditions then run per
-window on the lead with the best signal quality.
+in one call, and every lead's R peaks and signal quality are found in one vectorised pass; beat classing, RR
+features and the rhythm conditions then run per window on the lead with the best signal quality.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.qrs import ecg_classify_beats, ecg_detect_r_peaks
+from models.qrs import ecg_classify_beats, ecg_detect_r_peaks_batch
 from models.signal import PROCESSING_RATE_HZ, ecg_filter, ecg_resample, ecg_signal_quality, rr_features
 from streams.align import AlignedSample
 from streams.news2 import News2Result, news2, news2_inputs_from_vitals
@@ -133,28 +133,30 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
         # the mask on the processing grid: nearest original sample
         idx = np.minimum((np.arange(filtered.shape[1]) * rate / PROCESSING_RATE_HZ).astype(np.int64), n - 1)
         missing = missing[:, idx]
+        clean = np.where(missing, 0.0, filtered)
+        peaks = ecg_detect_r_peaks_batch(clean, PROCESSING_RATE_HZ)
+        quality = ecg_signal_quality(clean, PROCESSING_RATE_HZ, missing, peaks)
         k = 0
         for i, rows in members:
             w = windows[i]
             assert w is not None
-            sig, miss = filtered[k : k + len(rows)], missing[k : k + len(rows)]
+            part = slice(k, k + len(rows))
             k += len(rows)
-            out[i] = _window_features(w, rows, sig, miss)
+            out[i] = _window_features(w, rows, clean[part], missing[part], peaks[part], quality[part])
     return out
 
 
-def _window_features(w: EcgWindow, rows: list[int], sig: np.ndarray, miss: np.ndarray) -> EcgFeatures:
+def _window_features(
+    w: EcgWindow, rows: list[int], clean: np.ndarray, miss: np.ndarray, peaks: list[np.ndarray], quality: np.ndarray
+) -> EcgFeatures:
     """Features of one window from its filtered ECG leads on the processing grid.
 
-    Beats are detected once per lead (missing samples as zeros, beats inside a gap dropped); the quality
-    index reuses them, and the best lead's beats give the RR features and rhythm conditions. Beats are classed
-    (ventricular or not) only when the window holds a run fast enough for ventricular tachycardia: the class
-    matters for no other condition, and classing is the costliest step.
+    Beats were detected once per lead, for the whole batch at once (missing samples as zeros; beats inside a
+    gap are dropped here), and the quality index reused them; the best lead's beats give the RR features and
+    rhythm conditions. Beats are classed (ventricular or not) only when the window holds a run fast enough
+    for ventricular tachycardia: the class matters for no other condition, and classing is the costliest step.
     """
     fs = float(PROCESSING_RATE_HZ)
-    clean = np.where(miss, 0.0, sig)
-    peaks = [ecg_detect_r_peaks(lead, fs) for lead in clean]
-    quality = ecg_signal_quality(clean, fs, miss, peaks)
     names = [w.channels[r][0] for r in rows]
     best = int(np.argmax(quality))
     feats = EcgFeatures(

@@ -57,6 +57,20 @@ def test_filtering_a_batch_equals_filtering_each_lead_alone() -> None:
     assert torch.allclose(batched, single, atol=1e-6)
 
 
+def test_scipy_and_torchaudio_backends_agree_on_real_ecg(data_dir: Path) -> None:
+    rec = wfdb.rdrecord(str(data_dir / "mitdb" / "115"), sampfrom=0, sampto=360 * 60)
+    leads = torch.from_numpy(rec.p_signal.T.copy())  # (2, 60 s) in mV
+    x = ecg_resample(leads.reshape(2, 6, -1).permute(1, 0, 2).contiguous(), float(rec.fs))  # six 10-s windows
+    for mains_hz in (50.0, 60.0, None):
+        scipy_out = ecg_filter(x, 250.0, mains_hz=mains_hz, backend="scipy")
+        torch_out = ecg_filter(x, 250.0, mains_hz=mains_hz, backend="torchaudio")
+        assert scipy_out.shape == torch_out.shape == x.shape
+        assert (scipy_out - torch_out).abs().max() < 1e-4
+    assert ecg_filter(x.float(), 250.0).dtype == torch.float32
+    with pytest.raises(ValueError, match="backend"):
+        ecg_filter(x, 250.0, backend="cuda")
+
+
 def test_filter_refuses_a_band_above_nyquist() -> None:
     with pytest.raises(ValueError, match="Nyquist"):
         ecg_filter(torch.zeros(1000), 100.0, band_hz=(0.5, 60.0))

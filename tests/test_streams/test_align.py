@@ -15,7 +15,12 @@ CONFIG = AlignConfig()
 
 
 def vitals(seconds: float, **values: float) -> VitalsEvent:
-    codes = {"heart_rate": ("8867-4", "/min"), "spo2": ("2708-6", "%"), "systolic_bp": ("8480-6", "mm[Hg]")}
+    codes = {
+        "heart_rate": ("8867-4", "/min"),
+        "spo2": ("2708-6", "%"),
+        "systolic_bp": ("8480-6", "mm[Hg]"),
+        "body_temperature": ("8310-5", "Cel"),
+    }
     return VitalsEvent.model_validate(
         {
             "schema": "cardiowatch.vitals",
@@ -72,6 +77,17 @@ def test_dense_vitals_are_thinned_to_the_resolution_and_bounded_in_age() -> None
     times = [p[0] for p in history["heart_rate"]]
     assert times[-1] == at(1799) and times[-1] - times[0] <= 600
     assert len(times) <= 600 / 10 + 2
+
+
+def test_default_state_stays_small_and_keeps_a_rare_vital_beside_1_hz_ones() -> None:
+    history: dict = {}
+    add_vitals(history, vitals(0, body_temperature=38.4), AlignConfig())
+    for s in range(1, 4 * 3600, 1):  # four hours of 1-Hz heart rate
+        add_vitals(history, vitals(s, heart_rate=70), AlignConfig())
+    assert len(history["heart_rate"]) <= AlignConfig().keep_s / AlignConfig().resolution_s + 2
+    got = vitals_as_of(history, at(4 * 3600), AlignConfig())
+    assert got["body_temperature"].value == 38.4 and got["body_temperature"].age_s == 4 * 3600
+    assert got["heart_rate"].trend_per_h == pytest.approx(0.0)
 
 
 def test_imaging_and_notes_come_as_context_with_their_age() -> None:
