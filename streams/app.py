@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,8 +195,21 @@ def score_batch(scorer: Scorer, samples: list[AlignedSample]) -> list[bytes]:
     ]
 
 
-def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
-    """The worker's Faust app with its topics, tables, agents, timers and web views."""
+@dataclass(slots=True)
+class Heartbeat:
+    """What a monitor of the worker's own progress reads: when it last consumed an input event (wall time)."""
+
+    last_input_s: float = 0.0
+
+
+def create_app(
+    settings: Settings, scorer: Scorer | None = None, plugins: Sequence[Callable[..., None]] = ()
+) -> faust.App:
+    """The worker's Faust app with its topics, tables, agents, timers and web views.
+
+    Each plugin is called as ``plugin(app, settings, heartbeat)`` once the streaming core is declared, to add
+    agents of its own (the alert agent, :func:`alerts.agents.install`, which ``streams`` does not import).
+    """
     # -------------------------------------------------------------------------------------------- app
     app = App(settings.app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms, **faust_options(settings))
     ingest = Ingest(max_future_s=settings.max_future_s)
@@ -213,6 +226,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         if settings.scoring_processes
         else ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
     )
+    heartbeat = Heartbeat()
     buffers: dict[str, EcgBuffer] = {}
     vitals_ticks: dict[str, int] = {}  # last vitals-only window end per patient without waveform
 
@@ -255,6 +269,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         event: EventT
         async for event in cast(faust.Stream, stream).noack().events():
             msg = event.message
+            heartbeat.last_input_s = time.time()
             ok, result = process(ingest, msg.topic, msg.key, msg.value)
             if not ok:
                 await route_dead_letter(event, result)
@@ -363,4 +378,6 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
 
     app.page("/metrics")(metrics_page)
     app.page("/health")(health)
+    for plugin in plugins:
+        plugin(app, settings, heartbeat)
     return app

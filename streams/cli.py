@@ -241,13 +241,19 @@ def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import importlib
+
     from faust import Worker
 
     from streams.app import create_app
     from streams.kafka import ensure_topics
 
+    plugins = []
+    for spec in filter(None, (s.strip() for s in settings.worker_plugins.split(","))):
+        module, _, name = spec.partition(":")
+        plugins.append(getattr(importlib.import_module(module), name))
     ensure_topics(settings)
-    app = create_app(settings)
+    app = create_app(settings, plugins=plugins)
     Worker(app, loglevel="INFO" if not args.verbose else "DEBUG").execute_from_commandline()
     return 0
 

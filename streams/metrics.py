@@ -39,3 +39,8 @@ SCORING_SECONDS = Histogram(
 )
 LOOP_LAG = Gauge("cardiowatch_event_loop_lag_seconds", "How late the event loop ran a timer that was due, seconds.")
 PATIENTS = Gauge("cardiowatch_patients", "Patients with waveform state in this worker.")
+ALERTS = Counter(
+    "cardiowatch_alerts",
+    "Alert records published (changes of state), by kind, priority and state.",
+    ["kind", "priority", "state"],
+)

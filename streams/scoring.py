@@ -243,6 +243,7 @@ class RuleScorer:
         scores: dict[str, float] = {
             "news2": float(result.total),
             "news2_parameters": float(len(result.subscores)),
+            "news2_single_parameter_3": float(result.single_parameter_3),
             "rhythm_points": float(rhythm),
             "rule_score": float(total),
             "ecg_present_fraction": round(feats.present_fraction, 4),

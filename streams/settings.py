@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Wall seconds without a chunk before a patient's windows close by wall time."
     )
     mains_hz: float = Field(50.0, description="Mains frequency removed by the notch filter (50 or 60; 0 for none).")
+    worker_plugins: str = Field(
+        "alerts.agents:install",
+        description="Agents the worker adds to the streaming core, as module:function, comma-separated ('' for none).",
+    )
+    risk_high: float = Field(
+        0.5, ge=0, le=1, description="Model risk at or above which a risk_high alert is raised (held a minute)."
+    )
+    risk_clear: float = Field(0.4, ge=0, le=1, description="Model risk below which a risk_high alert clears.")
     batch_size: int = Field(256, ge=1, description="Most windows scored in one batch.")
     batch_within_s: float = Field(0.2, gt=0, description="Longest wait to fill a scoring batch, seconds.")
     scoring_processes: int = Field(
