@@ -24,6 +24,7 @@ Scores are therefore delivered at least once, and every repeat of a window carri
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import multiprocessing
 import os
@@ -202,13 +203,23 @@ class Heartbeat:
     last_input_s: float = 0.0
 
 
+def load_plugins(specs: str) -> list[Callable[..., None]]:
+    """The callables a comma-separated list of ``module:name`` specs names, imported."""
+    plugins = []
+    for spec in filter(None, (s.strip() for s in specs.split(","))):
+        module, _, name = spec.partition(":")
+        plugins.append(getattr(importlib.import_module(module), name))
+    return plugins
+
+
 def create_app(
-    settings: Settings, scorer: Scorer | None = None, plugins: Sequence[Callable[..., None]] = ()
+    settings: Settings, scorer: Scorer | None = None, plugins: Sequence[Callable[..., None]] | None = None
 ) -> faust.App:
     """The worker's Faust app with its topics, tables, agents, timers and web views.
 
     Each plugin is called as ``plugin(app, settings, heartbeat)`` once the streaming core is declared, to add
     agents of its own (the alert agent, :func:`alerts.agents.install`, which ``streams`` does not import).
+    Without ``plugins`` they are the ones ``settings.worker_plugins`` names.
     """
     # -------------------------------------------------------------------------------------------- app
     app = App(settings.app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms, **faust_options(settings))
@@ -378,6 +389,6 @@ def create_app(
 
     app.page("/metrics")(metrics_page)
     app.page("/health")(health)
-    for plugin in plugins:
+    for plugin in load_plugins(settings.worker_plugins) if plugins is None else plugins:
         plugin(app, settings, heartbeat)
     return app

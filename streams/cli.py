@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from streams import topics
@@ -28,7 +29,12 @@ def _env_help() -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
+#: A subcommand added by a package that builds on ``streams``: name, help, ``configure(parser)``, and
+#: ``run(args, settings) -> exit status`` (the ``alerts`` command of :mod:`alerts.cli`).
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
+
+
+def _parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     root = argparse.ArgumentParser(
         prog="cardiowatch",
@@ -102,19 +108,22 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("contracts", "Write the JSON Schema of every JSON event contract to a folder.")
     p.add_argument("--out", type=Path, required=True, help="folder to write <topic>.schema.json into")
+    for name, help_text, configure, _ in extra:
+        configure(add(name, help_text))
     return root
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cardiowatch`` console script."""
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, extra: Sequence[Command] = ()) -> int:
+    """Run one ``cardiowatch`` subcommand (the console script is :func:`alerts.cli.main`, which adds its own)."""
+    args = _parser(extra).parse_args(argv)
+    commands = {**COMMANDS, **{name: run for name, _, _, run in extra}}
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return int(COMMANDS[args.command](args, Settings()) or 0)
+        return int(commands[args.command](args, Settings()) or 0)
     except StreamsError as err:
         print(f"cardiowatch {args.command}: {err}", file=sys.stderr)
         return 2
@@ -241,19 +250,13 @@ def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    import importlib
-
     from faust import Worker
 
     from streams.app import create_app
     from streams.kafka import ensure_topics
 
-    plugins = []
-    for spec in filter(None, (s.strip() for s in settings.worker_plugins.split(","))):
-        module, _, name = spec.partition(":")
-        plugins.append(getattr(importlib.import_module(module), name))
     ensure_topics(settings)
-    app = create_app(settings, plugins=plugins)
+    app = create_app(settings)
     Worker(app, loglevel="INFO" if not args.verbose else "DEBUG").execute_from_commandline()
     return 0
 

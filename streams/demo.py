@@ -1,4 +1,4 @@
-"""The main job on one machine: embedded broker + worker + replay of real recordings + live scores per patient."""
+"""The main job on one machine: embedded broker + worker + replay of real recordings + live scores and alerts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,6 +52,7 @@ class _Patient:
     quality: float | None = None
     detections: str = ""
     window_end: datetime | None = None
+    alerts: dict[str, str] = field(default_factory=dict)  # alert id -> "kind state"
 
 
 def run_demo(settings: Settings, data: Path, speed: float, duration_s: float) -> int:
@@ -174,9 +175,16 @@ def _inject_bad_events(prod: object, patient: str, start: datetime) -> None:
 
 def _watch(conf: Settings, patients: dict[str, _Patient], stop: threading.Event) -> None:
     cons = consumer(
-        conf, topics.ECG_WAVEFORM, topics.VITALS, topics.RISK_SCORES, *topics.DLQ_TOPICS, auto_offset_reset="earliest"
+        conf,
+        topics.ECG_WAVEFORM,
+        topics.VITALS,
+        topics.RISK_SCORES,
+        topics.ALERTS,
+        *topics.DLQ_TOPICS,
+        auto_offset_reset="earliest",
     )
     decoder = WaveformDecoder(max_future_s=None)
+    acknowledged = False
     try:
         while not stop.is_set():
             for messages in cons.poll(timeout_ms=300).values():
@@ -198,6 +206,12 @@ def _watch(conf: Settings, patients: dict[str, _Patient], stop: threading.Event)
                         )
                     elif m.topic == topics.RISK_SCORES:
                         _take_score(p, json.loads(m.value))
+                    elif m.topic == topics.ALERTS:
+                        doc = json.loads(m.value)
+                        _take_alert(p, doc)
+                        if not acknowledged and doc["priority"] == "high" and doc["state"] == "active":
+                            acknowledged = True
+                            threading.Thread(target=_acknowledge, args=(conf, doc["alert_id"]), daemon=True).start()
                     else:
                         p.dead_letters += 1
                         doc = json.loads(m.value)
@@ -214,6 +228,34 @@ def _take_score(p: _Patient, doc: dict) -> None:
     p.news2 = doc["scores"].get("news2") if "vitals" in doc["modalities"] else None
     p.detections = ",".join(sorted({d["kind"] for d in doc["detections"]}))
     p.window_end = datetime.fromisoformat(doc["window_end"])
+
+
+def _take_alert(p: _Patient, doc: dict) -> None:
+    """Print an alert record as it arrives and keep the patient's open episodes for the table."""
+    evidence = " ".join(f"{k}={v}" for k, v in doc["evidence"].items() if not isinstance(v, dict | list))
+    print(
+        f"  ALERT {doc['priority'].upper():<6} {doc['patient_id']} {doc['kind']} {doc['state']} r{doc['revision']}: "
+        f"{doc['message']} [{evidence[:120]}] id={doc['alert_id']}",
+        flush=True,
+    )
+    if doc["state"] == "resolved":
+        p.alerts.pop(doc["alert_id"], None)
+    else:
+        p.alerts[doc["alert_id"]] = f"{doc['kind']}:{doc['state']}"
+
+
+def _acknowledge(conf: Settings, alert_id: str) -> None:
+    """Acknowledge the first high-priority alarm with the ``cardiowatch alerts`` command, as a nurse would."""
+    command = ["cardiowatch", "alerts", "--ack", alert_id, "--user", "demo.nurse", "--reason", "seen at the bedside"]
+    print(f"demo: acknowledging from the command line: {' '.join(command[:4])} ...", flush=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "alerts.cli", *command[1:]],
+        env={**os.environ, "CARDIOWATCH_BOOTSTRAP_SERVERS": conf.bootstrap_servers},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    print(f"demo: {(out.stdout or out.stderr).strip()}", flush=True)
 
 
 def _print_table(patients: dict[str, _Patient]) -> None:
@@ -233,6 +275,7 @@ def _print_table(patients: dict[str, _Patient]) -> None:
             f"{pid[:40]:<40} {p.leads[:12]:<12} {p.chunks:>6} {behind:>6} {p.windows:>6} {num(p.heart_rate, '.0f'):>5} "
             f"{num(p.news2, '.0f'):>5} {num(p.risk, '.2f'):>5} {num(p.quality, '.2f'):>4} "
             f"{p.window_end.strftime('%H:%M:%S') if p.window_end else '-':>10}  {p.detections or '-'} | {p.vitals}"
+            + (f" | alerts {', '.join(sorted(p.alerts.values()))}" if p.alerts else "")
         )
     print("\n".join(lines) + "\n", flush=True)
 
@@ -251,6 +294,7 @@ def _print_worker_metrics(conf: Settings) -> None:
         "cardiowatch_output_events_total",
         "cardiowatch_event_to_score_seconds_count",
         "cardiowatch_event_to_score_seconds_sum",
+        "cardiowatch_alerts_total",
     )
     rows = [line for line in text.splitlines() if line.startswith(prefixes)]
     print("worker metrics:\n  " + "\n  ".join(rows or ["(nothing yet)"]), flush=True)
