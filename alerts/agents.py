@@ -4,8 +4,9 @@ Both topics are keyed by patient id and co-partitioned with the inputs, so one a
 and acknowledgements in order. Per event: read the patient's state from the changelogged ``alert-state``
 table, apply the policy, publish every change of state to ``alerts`` (keyed by patient), write the state
 back. A timer advances the clock of every patient this worker holds (escalations, silences ending, re-alerts)
-and raises ``pipeline_stalled`` when input events still arrive but no score has for
-:data:`STALL_AFTER_HOPS` hops beyond the window's closing delay.
+by the wall time elapsed since the patient's last event, so that the clock stays on event time when past
+recordings are replayed faster than real time; it also raises ``pipeline_stalled`` when input events still
+arrive but no score has for :data:`STALL_AFTER_HOPS` hops beyond the window's closing delay.
 
 A worker killed at any point re-reads, on restart, the scores and acknowledgements after its last committed
 offset; the policy ignores windows it has already handled (their state was restored from the changelog) and
@@ -79,6 +80,7 @@ def install(app: faust.App, settings: Settings, heartbeat: Any) -> None:
                 state, changes = on_score(state, record, thresholds)
             else:
                 state, changes = on_ack(state, record)
+            state.clock_wall = time.time()
             await publish(changes)
             table[record.patient_id] = state.to_json()
 
@@ -89,7 +91,9 @@ def install(app: faust.App, settings: Settings, heartbeat: Any) -> None:
         stalled = last_score["wall"] > 0 and quiet > stall_s and now - heartbeat.last_input_s < stall_s
         for patient_id, data in list(table.data.items()):
             state = PatientAlerts.from_json(patient_id, data)
-            state, changes = on_tick(state, now, last_score["wall"] if stalled else None)
+            clock = state.clock + (now - state.clock_wall) if state.clock_wall else now
+            state, changes = on_tick(state, clock, last_score["wall"] if stalled else None)
+            state.clock_wall = now
             if changes:
                 await publish(changes)
                 value = state.to_json()

@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from alerts.policy import RULES
 from streams import cli as streams_cli
@@ -143,9 +144,33 @@ COMMAND: streams_cli.Command = (
 )
 
 
+def _configure_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="a folder laid out like shared/data")
+    p.add_argument("--out", type=Path, required=True, help="folder for alarms.json and alarms.md")
+    p.add_argument("--records", nargs="*", default=[], help="record paths relative to --data (default: all annotated)")
+    p.add_argument("--minutes", type=float, help="replay only the first MINUTES of each annotated record")
+    p.add_argument("--speed", type=float, default=20.0, help="replay speed, x real time (default 20)")
+    p.add_argument("--timeout-s", type=float, default=1800.0, help="longest wait for the pipeline")
+
+
+def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts import evaluate  # reads WFDB annotations with models.ec57's codes: imported when used
+
+    return evaluate.run(args, settings)
+
+
+EVALUATE: streams_cli.Command = (
+    "evaluate-alarms",
+    "Replay annotated recordings through broker + worker and judge the alarms per kind against the "
+    "annotations, beside a naive threshold baseline (alarms.json, alarms.md).",
+    _configure_evaluate,
+    _run_evaluate,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cardiowatch`` console script."""
-    return streams_cli.main(argv, extra=[COMMAND])
+    return streams_cli.main(argv, extra=[COMMAND, EVALUATE])
 
 
 if __name__ == "__main__":

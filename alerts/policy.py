@@ -32,7 +32,8 @@ a person acknowledges it (``acknowledged``), silences it for a time (``acknowled
 then ``active`` again if the condition persists) or resolves it. An acknowledged episode whose condition
 persists is re-announced (``active``) every ``realert_s``. When the condition has been absent for
 ``clear_s`` the episode is ``resolved`` — except a *latching* (high-priority) episode that nobody has
-acknowledged: it stays until acknowledged, then resolves. Score-based kinds use hysteresis: raised at one
+acknowledged: it becomes ``latched`` (the condition is over, the alarm stays until acknowledged, then
+resolves; the condition returning makes it ``active`` again). Score-based kinds use hysteresis: raised at one
 level, cleared below a lower one.
 
 **Deterministic ids.** An episode's id is ``patient:kind:onset`` with the onset in event time, and every
@@ -193,6 +194,9 @@ class PatientAlerts:
 
     patient_id: str
     clock: float = 0.0
+    #: Wall time at which the worker last advanced ``clock`` (the policy does not read it; the worker's timer
+    #: moves the clock on by the wall time elapsed since, so a replay of past data escalates in event time).
+    clock_wall: float = 0.0
     last_window_end: float = 0.0
     had_vitals: bool = False
     model_version: str | None = None
@@ -372,6 +376,9 @@ def on_score(
                     out.append(_change(state, ep, "active", end))
             else:
                 ep.present, ep.clear_since, ep.evidence = True, None, c.evidence or ep.evidence
+                if ep.state == "latched":
+                    ep.opened = end
+                    out.append(_change(state, ep, "active", end, f"{rule.message} (returned)"))
             continue
         state.pending.pop(kind, None)
         if ep is None or _holds_open(kind, c, score, thresholds):
@@ -385,9 +392,11 @@ def on_score(
 
 
 def _end(state: PatientAlerts, ep: Episode, now: float) -> list[Alert]:
-    """The condition is over: resolve, unless a latching episode still awaits acknowledgement."""
-    if RULES[ep.kind].latching and ep.state in ("active", "escalated"):
+    """The condition is over: resolve, unless a latching episode still awaits acknowledgement (latched)."""
+    if ep.state == "latched":
         return []
+    if RULES[ep.kind].latching and ep.state in ("active", "escalated"):
+        return [_change(state, ep, "latched", now, f"{RULES[ep.kind].message} (ended; latched until acknowledged)")]
     del state.episodes[ep.kind]
     return [_change(state, ep, "resolved", now)]
 

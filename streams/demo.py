@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from streams import topics
-from streams.broker import EmbeddedBroker, free_port
 from streams.errors import InvalidEvent, StreamsError
-from streams.kafka import consumer, ensure_topics, producer
+from streams.kafka import consumer, producer
 from streams.replay import recording_events, replay
 from streams.settings import Settings
 from streams.sources import default_patient_id, read_recording
+from streams.stack import local_stack
 from streams.waveform import WaveformDecoder
 
 log = logging.getLogger(__name__)
@@ -61,40 +61,13 @@ def run_demo(settings: Settings, data: Path, speed: float, duration_s: float) ->
     if not paths:
         raise StreamsError(f"no demo recordings under {data}; pass --data pointing at a shared/data-like folder")
     workdir = Path(".cardiowatch")
-    workdir.mkdir(exist_ok=True)
-    with EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log") as broker:
-        conf = settings.model_copy(
-            update={
-                "bootstrap_servers": broker.bootstrap_servers,
-                "web_port": free_port(),
-                "data_dir": str(workdir / "worker"),
-            }
+    with local_stack(settings, workdir) as conf:
+        print(f"broker: Tansu on {conf.bootstrap_servers} (embedded, memory only)", flush=True)
+        print(
+            f"worker: metrics on http://127.0.0.1:{conf.web_port}/metrics, log in {workdir / 'worker.log'}",
+            flush=True,
         )
-        ensure_topics(conf)
-        print(f"broker: Tansu on {broker.bootstrap_servers} (embedded, memory only)", flush=True)
-        env = {
-            **os.environ,
-            "CARDIOWATCH_BOOTSTRAP_SERVERS": conf.bootstrap_servers,
-            "CARDIOWATCH_WEB_PORT": str(conf.web_port),
-            "CARDIOWATCH_DATA_DIR": conf.data_dir,
-        }
-        with open(workdir / "worker.log", "wb") as worker_log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT
-            )
-            try:
-                print(
-                    f"worker: pid {worker.pid}, metrics on http://127.0.0.1:{conf.web_port}/metrics, "
-                    f"log in {workdir / 'worker.log'}",
-                    flush=True,
-                )
-                return _run(conf, paths, speed, duration_s)
-            finally:
-                worker.terminate()
-                try:
-                    worker.wait(15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+        return _run(conf, paths, speed, duration_s)
 
 
 def _run(conf: Settings, paths: list[Path], speed: float, duration_s: float) -> int:

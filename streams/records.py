@@ -224,6 +224,7 @@ class AlertState(StrEnum):
     ACTIVE = "active"
     ACKNOWLEDGED = "acknowledged"
     ESCALATED = "escalated"
+    LATCHED = "latched"
     RESOLVED = "resolved"
 
 

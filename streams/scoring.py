@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from models.qrs import ecg_classify_beats, ecg_detect_r_peaks_batch
-from models.signal import PROCESSING_RATE_HZ, ecg_filter, ecg_resample, ecg_signal_quality, rr_features
+from models.signal import (
+    PROCESSING_RATE_HZ,
+    ecg_filter,
+    ecg_resample,
+    ecg_signal_quality,
+    pulse_rate,
+    rr_features,
+)
 from streams.align import AlignedSample
 from streams.news2 import News2Result, news2, news2_inputs_from_vitals
 from streams.rhythm import VT_BEATS, VT_BPM, Detection, detect_rhythms
@@ -194,6 +201,26 @@ def _fast_run(beats_s: np.ndarray) -> bool:
     return bool((spans < 60.0 * (n - 1) / VT_BPM).any())
 
 
+#: Pulsatile channel kinds read for a pulse rate, in order of preference: arterial pressure, then pleth.
+PULSE_KINDS = ("abp", "pleth")
+
+
+def window_pulse_rate(w: EcgWindow | None) -> float | None:
+    """Pulse rate (/min) of the window's first arterial-pressure or pleth channel showing a clean pulse.
+
+    None without such a channel or without a clean pulse on any (:func:`models.signal.pulse_rate`).
+    """
+    if w is None:
+        return None
+    for kind in PULSE_KINDS:
+        for row, (_, k) in enumerate(w.channels):
+            if k == kind:
+                rate = pulse_rate(w.samples[row], w.sampling_rate)
+                if rate is not None:
+                    return rate
+    return None
+
+
 #: Points a rhythm condition adds to the rule score, on the NEWS2 scale (3 = the weight NEWS2 gives a single
 #: extreme parameter, RCP 2017). Asystole, VT and the extreme rates are the PhysioNet/CinC 2015 life-threatening
 #: alarm conditions (Clifford et al. 2015), hence the maximum single-parameter weight.
@@ -215,12 +242,15 @@ class RuleScorer:
     * Plus :data:`RHYTHM_POINTS` for the worst rhythm condition in the window, and :data:`IRREGULAR_POINTS`
       when the RR intervals are irregular (:func:`models.signal.rr_features`, ``irregular``), both only when
       the ECG quality reaches :data:`MIN_QUALITY` (the detections themselves are always reported).
+    * ``pulse_rate_bpm``: the pulse rate of an arterial-pressure or pleth channel when the monitor sends one
+      with a clean pulse (:func:`window_pulse_rate`), which the alert logic uses to confirm or suppress
+      rhythm alarms.
     * ``risk`` is that total over :data:`MAX_RULE_SCORE`: an ordered severity in [0, 1], **not** a calibrated
       probability (the learned model provides one).
     """
 
     name = "rules"
-    version = "1.0.0"
+    version = "1.1.0"
 
     def __init__(self, mains_hz: float = 50.0) -> None:
         """Make the scorer; ``mains_hz`` is the mains frequency notched out of the ECG."""
@@ -252,6 +282,9 @@ class RuleScorer:
             value = feats.rr.get(key)
             if value is not None and feats.usable:
                 scores[key] = round(float(value), 3)
+        pulse = window_pulse_rate(sample.ecg)
+        if pulse is not None:
+            scores["pulse_rate_bpm"] = round(pulse, 1)
         if feats.usable:
             scores["beats"] = float(len(feats.beats_s))
             scores["ventricular_beats"] = float(np.count_nonzero(feats.ventricular))

@@ -83,13 +83,23 @@ def test_asystole_raises_at_once_with_a_deterministic_id_and_latches_until_ackno
     assert out[0].alert_id == "p1:asystole:2026-01-01T00:00:05.200Z"
     # the same episode in the next overlapping windows: nothing new
     assert run(st, score(12, [("asystole", 5.2)]), score(14, [("asystole", 5.2)])) == []
-    # condition gone for longer than clear_s: a latching alarm stays active until acknowledged
-    assert run(st, *(score(t) for t in range(16, 60, 2))) == []
-    assert st.episodes["asystole"].state == "active"
+    # condition gone for clear_s: a latching alarm stays, latched, until acknowledged
+    latched = run(st, *(score(t) for t in range(16, 60, 2)))
+    assert [(a.state.value, a.time, a.revision) for a in latched] == [("latched", T0 + timedelta(seconds=26), 1)]
+    assert st.episodes["asystole"].state == "latched"
     done = on_ack(st, ack(out[0].alert_id, 61))[1]
     assert states(done) == ["acknowledged", "resolved"]
-    assert [a.revision for a in done] == [1, 2] and done[0].evidence["acknowledged_by"] == "nurse.a"
+    assert [a.revision for a in done] == [2, 3] and done[0].evidence["acknowledged_by"] == "nurse.a"
     assert "asystole" not in st.episodes
+
+
+def test_a_latched_alarm_whose_condition_returns_is_active_again_under_the_same_id() -> None:
+    st = PatientAlerts("p1")
+    (first,) = run(st, score(10, [("extreme_bradycardia", 4)]))
+    assert states(run(st, *(score(t) for t in range(12, 24, 2)))) == ["latched"]
+    back = run(st, score(24, [("extreme_bradycardia", 20)]))
+    assert [(a.state.value, a.alert_id, a.revision) for a in back] == [("active", first.alert_id, 2)]
+    assert states(run(st, *(score(t) for t in range(26, 40, 2)))) == ["latched"]
 
 
 def test_unacknowledged_alarm_escalates_and_acknowledged_one_re_alerts_while_present() -> None:
@@ -181,8 +191,9 @@ def test_an_unacknowledged_high_alarm_re_alerted_escalates_and_stays_latched() -
     assert [(a.state.value, a.time) for a in out] == [
         ("active", T0 + timedelta(seconds=362)),  # re-alert: still above the clearing level after 5 min
         ("escalated", T0 + timedelta(seconds=482)),  # nobody acknowledged the re-alert for 2 min
+        ("latched", T0 + timedelta(seconds=820)),  # NEWS2 1 for the clearing time: over, but unacknowledged
     ]
-    assert st.episodes["news2_emergency"].state == "escalated"  # latched although NEWS2 is 1 now
+    assert st.episodes["news2_emergency"].state == "latched"
     assert states(on_ack(st, ack(first.alert_id, 901))[1]) == ["acknowledged", "resolved"]
 
 

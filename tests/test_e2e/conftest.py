@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -16,6 +13,7 @@ import pytest
 
 from streams.broker import free_port
 from streams.settings import Settings
+from streams.stack import wait_healthy
 
 
 @dataclass
@@ -49,18 +47,8 @@ def start_worker(settings: Settings, app_id: str, state_dir: Path, **env: str) -
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"], env=environ, stdout=log, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.close()
-            pytest.fail(f"worker exited during start-up: see {log.name}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                if resp.status == 200 and json.loads(resp.read())["assigned"]:
-                    return WorkerProcess(proc, port, log)
-        except OSError:
-            pass
-        time.sleep(0.5)
+    if wait_healthy(proc, port):
+        return WorkerProcess(proc, port, log)
     proc.kill()
     log.close()
     pytest.fail(f"worker did not become healthy within 90 s: see {log.name}")

@@ -113,8 +113,9 @@ def test_alerts_survive_a_sigkill_mid_episode_with_one_id_per_episode(settings: 
     for revisions in by_id.values():
         assert sorted(revisions) == list(range(len(revisions))), "a revision is missing"
     trail = [by_id[asystole["alert_id"]][r]["state"] for r in sorted(by_id[asystole["alert_id"]])]
-    # acknowledged from the CLI while the condition lasted; resolved 10 s after the last asystole window
-    assert trail == ["active", "acknowledged", "resolved"], trail
-    assert by_id[asystole["alert_id"]][1]["evidence"]["acknowledged_by"] == "rn.test"
+    # acknowledged from the CLI: while the condition lasted (resolved 10 s after its last window), or, if the
+    # restarted worker read the scores first, once the ended alarm had latched (resolved on acknowledgement)
+    assert trail in (["active", "acknowledged", "resolved"], ["active", "latched", "acknowledged", "resolved"]), trail
+    assert by_id[asystole["alert_id"]][trail.index("acknowledged")]["evidence"]["acknowledged_by"] == "rn.test"
     (news2,) = [a for a in alerts if a["kind"] == "news2_emergency"]
     assert news2["onset_time"].startswith((t0 + timedelta(seconds=2)).isoformat()[:19])

@@ -11,7 +11,14 @@ import scipy.io
 import torch
 import wfdb
 
-from models.signal import PROCESSING_RATE_HZ, ecg_filter, ecg_resample, ecg_signal_quality, rr_features
+from models.signal import (
+    PROCESSING_RATE_HZ,
+    ecg_filter,
+    ecg_resample,
+    ecg_signal_quality,
+    pulse_rate,
+    rr_features,
+)
 
 
 def sine(freq_hz: float, rate: float, seconds: float = 10.0) -> torch.Tensor:
@@ -151,3 +158,15 @@ def test_the_docstring_examples_of_signal_run() -> None:
 
     result = doctest.testmod(models.signal)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_no_pulse_rate_from_noise_a_flat_line_or_a_mostly_missing_channel() -> None:
+    rng = np.random.default_rng(7)
+    assert all(pulse_rate(rng.normal(size=2500), 250.0) is None for _ in range(50))
+    assert pulse_rate(np.full(2500, 80.0), 250.0) is None
+    t = np.arange(2500) / 250.0
+    wave = 80 + 20 * np.sin(2 * np.pi * 1.25 * t)  # a 75 /min pulse
+    assert pulse_rate(wave, 250.0) == pytest.approx(75.0, abs=0.5)
+    gappy = wave.copy()
+    gappy[:200] = np.nan  # 8 % missing
+    assert pulse_rate(gappy, 250.0) is None

@@ -10,7 +10,7 @@ import wfdb
 from scipy.signal import resample_poly
 
 from streams.align import AlignedSample, VitalValue
-from streams.scoring import RuleScorer, ecg_features
+from streams.scoring import RuleScorer, ecg_features, window_pulse_rate
 from streams.windows import US, EcgWindow
 
 BEATS = list("NLRejAaJSVEF/fQ")
@@ -149,3 +149,27 @@ def test_the_chunked_live_stream_finds_the_beats_of_the_whole_record(data_dir: P
         assert len(extra) == len(ref), (start, extra, ref)  # and no beat the whole record does not have
         compared += len(ref)
     assert compared > 500
+
+
+@pytest.mark.parametrize("record", ["03700181", "v102s", "a103l"])
+def test_the_pulse_rate_of_arterial_pressure_or_pleth_agrees_with_readable_ecg(data_dir: Path, record: str) -> None:
+    """First minute of bedside records in 10-s windows: where the ECG is readable (quality >= 0.5), the pulse
+    channel's rate is within the IEC 60601-2-27 heart-rate accuracy (10 % or 5 bpm) of the ECG's; the scorer
+    reports it as ``pulse_rate_bpm``."""
+    rec = wfdb.rdrecord(str(data_dir / "waveform_streams" / record), sampto=int(60 * 250))
+    kinds = {"ABP": "abp", "PLETH": "pleth", "RESP": "resp"}
+    channels = tuple((n, kinds.get(n, "ecg")) for n in rec.sig_name)
+    windows = [
+        EcgWindow(record, 0, 10 * US, float(rec.fs), channels,
+                  rec.p_signal[int(t * rec.fs) : int((t + 10) * rec.fs)].T.astype(np.float32), "stream", 0.0)
+        for t in range(0, 60, 10)
+    ]  # fmt: skip
+    compared = 0
+    for w, feats, scored in zip(windows, ecg_features(windows), RuleScorer().score_batch(
+        [AlignedSample(record, 0, 10 * US, w) for w in windows]), strict=True):  # fmt: skip
+        rate, hr = window_pulse_rate(w), feats.rr.get("heart_rate_bpm")
+        assert rate is not None and scored.scores["pulse_rate_bpm"] == round(rate, 1)
+        if feats.usable and hr is not None:
+            compared += 1
+            assert abs(rate - hr) <= max(0.1 * hr, 5.0), (rate, hr)
+    assert compared >= 3
