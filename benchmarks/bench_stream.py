@@ -934,7 +934,7 @@ def main() -> None:
     parser.add_argument(
         "--naive-levels",
         type=_levels,
-        default=_levels("10,25,50,75,100,150,200,250,300,400,500"),
+        default=_levels("10,25,50,75,100,150,200,250,300,400,500,750,1000,1250,1500"),
         help="patient counts for the naive peer",
     )
     parser.add_argument(
