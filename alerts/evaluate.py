@@ -45,14 +45,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import statistics
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -63,7 +62,7 @@ from alerts.policy import AF_IRREGULARITY
 from models.ec57 import BEAT_SYMBOLS, VENTRICULAR_SYMBOLS, VF_OFF, VF_ON
 from streams import topics
 from streams.kafka import consumer, producer
-from streams.replay import recording_events, replay
+from streams.replay import parse_start, recording_events, replay
 from streams.rhythm import detect_rhythms
 from streams.settings import Settings
 from streams.sources import Recording, default_patient_id, expand, read_recording
@@ -379,15 +378,15 @@ def run_live(
     A replay faster than the worker takes it would leave some partitions' patients without input for long
     stretches of wall time, and the worker's silence watermark would close their windows early: the default
     speed leaves the worker headroom (the report counts windows closed by silence, which should be only the
-    last of each recording). Event time starts in the past so that the replay ends no later than now; the
-    run waits until every
-    patient has a score for a window reaching the end of its recording (the last windows are closed by the
-    worker's silence watermark), then for the alerts to settle.
+    last of each recording). Event time starts in the past (:func:`streams.replay.parse_start`) so that it
+    never runs ahead of the clock; the run waits until every patient has a score for a window reaching the
+    end of its recording (the last windows are closed by the worker's silence watermark), then for the alerts
+    to settle.
     """
-    longest = max(r.duration_s for r in recordings.values())
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=math.ceil(longest / speed * (speed - 1)) + 5)
+    start = parse_start(None, speed, max(r.duration_s for r in recordings.values()))
     scores: dict[str, list[dict[str, Any]]] = defaultdict(list)
     alerts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    last_end: dict[str, float] = {}  # latest window end scored per patient, seconds from the start
     last_seen = {"t": time.monotonic()}
     stop = threading.Event()
     wall0 = time.monotonic()
@@ -400,7 +399,13 @@ def run_live(
                     for messages in cons.poll(timeout_ms=300).values():
                         for m in messages:
                             doc = json.loads(m.value)
-                            (scores if m.topic == topics.RISK_SCORES else alerts)[doc["patient_id"]].append(doc)
+                            pid = doc["patient_id"]
+                            if m.topic == topics.RISK_SCORES:
+                                scores[pid].append(doc)
+                                end = _seconds(doc["window_end"], start)
+                                last_end[pid] = max(end, last_end.get(pid, end))
+                            else:
+                                alerts[pid].append(doc)
                             last_seen["t"] = time.monotonic()
             finally:
                 cons.close()
@@ -417,8 +422,7 @@ def run_live(
         log.info("replayed %d events in %.1f s", sum(summary.events.values()), summary.wall_s)
 
         def finished(pid: str) -> bool:
-            ends = [_seconds(s["window_end"], start) for s in scores.get(pid, [])]
-            return bool(ends) and max(ends) >= recordings[pid].duration_s
+            return last_end.get(pid, -1.0) >= recordings[pid].duration_s
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not all(finished(p) for p in recordings):
