@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 
-.PHONY: demo test lint bench bench-stream ec57 install
+.PHONY: demo test lint bench bench-stream bench-model ec57 train evaluate install
 
 $(BIN)/cardiowatch: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,12 @@ bench-stream: install
 
 ec57: install
 	$(BIN)/cardiowatch ec57 --data $(DATA)
+
+bench-model: install
+	$(BIN)/python benchmarks/bench_model.py --data $(DATA)
+
+train: install
+	$(BIN)/cardiowatch train --data $(DATA) --out $(or $(OUT),models/artifacts/cardiorisk)
+
+evaluate: install
+	$(BIN)/cardiowatch evaluate --data $(DATA) --out $(or $(OUT),evaluation)

@@ -1,0 +1,261 @@
+"""Labelled ECG examples for the risk model, read from any directory laid out like ``shared/data``.
+
+Three sources, each optional (a missing folder gives no examples, and :func:`load_all` says so):
+
+* ``ptbxl/``: 12-lead 10-s ECGs at 100 Hz. Task ``structural``: 1 when any diagnostic statement of the
+  superclasses MI, STTC, CD or HYP is present, 0 when the only superclass is NORM, excluded otherwise
+  (Strodthoff et al. 2020 superclasses, from ``scp_statements.csv``). Split by ``strat_fold``, which
+  PTB-XL makes patient-disjoint: folds 1-6 train, 7 dev, 8 and above test.
+* ``cinc2017/``: single-lead (lead I) 300 Hz recordings. Task ``rhythm``: 0 N, 1 A (atrial fibrillation),
+  2 O (other rhythm) from ``REFERENCE.csv``; task ``noisy``: 1 for the ``~`` class, 0 otherwise (Clifford
+  et al. 2017). The records carry no patient id, so each record is its own group.
+* ``mitdb/``: 2-lead 360 Hz 30-min recordings cut into 10-s windows. Task ``ectopy``: 1 when the window
+  holds a ventricular ectopic beat (AAMI class V: ``V``, ``E``) or any rhythm other than normal sinus
+  (``(N``) is annotated in it, else 0. Paced records (those with a ``(P`` rhythm or paced beats ``/``) are
+  left out, as ANSI/AAMI EC57 excludes them from arrhythmia-detector statistics. One record is one patient
+  (201 and 202 share a patient: grouped together).
+
+Task ``risk`` -- the calibrated cardiac-risk probability -- is 1 for an ECG a clinician must review: any
+structural disease (PTB-XL), atrial fibrillation (CinC 2017 A), ventricular ectopy or non-sinus rhythm
+(MIT-BIH); 0 for NORM-only PTB-XL records, CinC 2017 N and MIT-BIH windows of clean sinus rhythm; other
+rhythms (O) and noisy records are left out of it.
+
+Splits are deterministic per group (record or patient): CinC 2017 and MIT-BIH groups ranked by a SHA-256
+hash of the group id, 20 % test, 15 % dev, the rest train (:func:`assign_splits`). Signals are kept at
+their recorded rate, unfiltered: the model's preprocessing (:mod:`models.preprocess`) resamples and filters
+each 10-s window on its own, in training, in offline evaluation and in the live worker alike, so the same
+window gives the same score everywhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import scipy.io
+import wfdb
+
+#: Rate (Hz) of every ECG the model sees: PTB-XL's 100 Hz version, and a monitoring bandwidth of 0.5-40 Hz
+#: (IEC 60601-2-27) fits under its 50 Hz Nyquist frequency.
+MODEL_RATE_HZ: Final = 100
+#: Window length the model scores, seconds (the worker's default window and a PTB-XL record).
+WINDOW_S: Final = 10.0
+WINDOW_SAMPLES: Final = int(MODEL_RATE_HZ * WINDOW_S)
+
+#: The tasks and the number of outputs of each.
+TASKS: Final = {"structural": 1, "rhythm": 3, "noisy": 1, "ectopy": 1, "risk": 1}
+RHYTHM_CLASSES: Final = ("N", "A", "O")
+
+#: PTB-XL diagnostic superclasses counted as structural heart disease.
+STRUCTURAL: Final = ("MI", "STTC", "CD", "HYP")
+#: AAMI ventricular ectopic beat symbols (ANSI/AAMI EC57).
+VENTRICULAR: Final = frozenset("VE")
+
+
+@dataclass(slots=True)
+class Example:
+    """One labelled recording (or a window of one).
+
+    Attributes:
+        dataset: ``ptbxl``, ``cinc2017`` or ``mitdb``.
+        record: Record id within the dataset (a MIT-BIH window adds ``@<start second>``).
+        group: Patient (or record) id: splits never separate a group.
+        split: ``train``, ``dev`` or ``test``.
+        leads: Lead names, in the row order of ``signal``.
+        signal: Unfiltered ECG at ``rate``, mV, float32 ``(leads, time)``; a gap as zeros.
+        rate: Sampling rate of ``signal``, Hz.
+        labels: Task -> label (float; the rhythm class index as a float); tasks not labelled are absent.
+    """
+
+    dataset: str
+    record: str
+    group: str
+    split: str
+    leads: tuple[str, ...]
+    signal: np.ndarray
+    rate: float
+    labels: dict[str, float] = field(default_factory=dict)
+
+
+def assign_splits(examples: list[Example], dev: float = 0.15, test: float = 0.2) -> None:
+    """Split groups deterministically, ranked by the SHA-256 of their id.
+
+    The first ``test`` share of the groups (at least one) goes to test, the next ``dev`` share (at least one)
+    to dev, the rest to train. Ranking rather than thresholding each hash keeps the shares exact on a dataset
+    of a few dozen patients.
+    """
+    groups = sorted({e.group for e in examples}, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    n_test = max(1, round(test * len(groups))) if len(groups) >= 3 else 0
+    n_dev = max(1, round(dev * len(groups))) if len(groups) >= 3 else 0
+    split = {g: "test" if i < n_test else "dev" if i < n_test + n_dev else "train" for i, g in enumerate(groups)}
+    for e in examples:
+        e.split = split[e.group]
+
+
+def window_slices(n_samples: int, rate: float) -> list[slice]:
+    """The non-overlapping 10-s windows of a recording of ``n_samples`` at ``rate``, from its first sample.
+
+    At least one: a recording shorter than a window is one (short) window, which the model's preprocessing
+    pads.
+    """
+    width = int(round(WINDOW_S * rate))
+    return [slice(i * width, (i + 1) * width) for i in range(max(1, n_samples // width))]
+
+
+def _float32(x: np.ndarray) -> np.ndarray:
+    """``(leads, time)`` mV as contiguous float32, NaN (a gap) as 0."""
+    return np.nan_to_num(np.ascontiguousarray(x, dtype=np.float32))
+
+
+# ---------------------------------------------------------------------------------------------- PTB-XL
+
+
+def ptbxl_examples(root: Path) -> Iterator[Example]:
+    """PTB-XL records with the ``structural`` and ``risk`` labels (see the module docstring)."""
+    folder = root / "ptbxl"
+    with open(folder / "scp_statements.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    klass = header.index("diagnostic_class")
+    superclass = {r[0]: r[klass] for r in rows[1:] if r[klass]}
+    with open(folder / "ptbxl_database.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            classes = {superclass[c] for c in ast.literal_eval(row["scp_codes"]) if c in superclass}
+            if not classes:
+                continue
+            path = folder / row["filename_lr"]
+            if not path.with_suffix(".hea").exists():
+                continue
+            rec = wfdb.rdrecord(str(path))
+            fold = int(float(row["strat_fold"]))
+            y = float(bool(classes & set(STRUCTURAL)))
+            yield Example(
+                dataset="ptbxl",
+                record=str(int(float(row["ecg_id"]))),
+                group=f"ptbxl:{int(float(row['patient_id']))}",
+                split="train" if fold <= 6 else "dev" if fold == 7 else "test",
+                leads=tuple(rec.sig_name),
+                signal=_float32(rec.p_signal.T),
+                rate=float(rec.fs),
+                labels={"structural": y, "risk": y},
+            )
+
+
+# -------------------------------------------------------------------------------------------- CinC 2017
+
+
+def cinc2017_examples(root: Path) -> Iterator[Example]:
+    """CinC 2017 recordings with ``rhythm``, ``noisy`` and ``risk`` labels (see the module docstring)."""
+    folder = root / "cinc2017"
+    with open(folder / "REFERENCE.csv", newline="") as f:
+        rows = [r for r in csv.reader(f) if len(r) == 2 and r[1] in ("N", "A", "O", "~")]
+    for record, label in rows:
+        path = folder / f"{record}.mat"
+        if not path.exists():
+            continue
+        x = scipy.io.loadmat(path)["val"].astype(np.float32) / 1000.0
+        labels = {"noisy": float(label == "~")}
+        if label != "~":
+            labels["rhythm"] = float(RHYTHM_CLASSES.index(label))
+        if label in ("N", "A"):
+            labels["risk"] = float(label == "A")
+        yield Example(
+            dataset="cinc2017",
+            record=record,
+            group=f"cinc2017:{record}",
+            split="",
+            leads=("I",),
+            signal=_float32(x),
+            rate=300.0,
+            labels=labels,
+        )
+
+
+# ---------------------------------------------------------------------------------------------- MIT-BIH
+
+#: MIT-BIH records from one patient (the database's documentation: 201 and 202).
+SAME_PATIENT: Final = {"202": "201"}
+
+
+def mitdb_window_labels(ann: wfdb.Annotation, n_samples: int, rate: float) -> tuple[np.ndarray, bool]:
+    """Per 10-s window (non-overlapping, from sample 0), the ``ectopy`` label; and whether the record is paced.
+
+    A window is 1 when a ventricular beat (``V``, ``E``) falls in it or a rhythm other than ``(N`` is in
+    force at any time in it.
+    """
+    width = int(round(WINDOW_S * rate))
+    count = n_samples // width
+    labels = np.zeros(count, dtype=np.float32)
+    symbols = np.asarray(ann.symbol)
+    samples = np.asarray(ann.sample)
+    rhythm_at = [
+        (int(s), (a or "").rstrip("\x00"))
+        for s, sym, a in zip(samples, symbols, ann.aux_note, strict=True)
+        if sym == "+"
+    ]
+    paced = any(r == "(P" for _, r in rhythm_at) or bool(np.any(symbols == "/"))
+    for s in samples[np.isin(symbols, list(VENTRICULAR))]:
+        if s // width < count:
+            labels[s // width] = 1.0
+    for i, (start, rhythm) in enumerate(rhythm_at):
+        end = rhythm_at[i + 1][0] if i + 1 < len(rhythm_at) else n_samples
+        if rhythm != "(N":
+            labels[start // width : min(math.ceil(end / width), count)] = 1.0
+    return labels, paced
+
+
+def mitdb_examples(root: Path, records: Sequence[str] | None = None) -> Iterator[Example]:
+    """Non-overlapping 10-s windows of the non-paced MIT-BIH records with ``ectopy`` and ``risk`` labels."""
+    folder = root / "mitdb"
+    for record in records or sorted(p.stem for p in folder.glob("*.hea")):
+        if not (folder / f"{record}.atr").exists():
+            continue
+        rec = wfdb.rdrecord(str(folder / record))
+        ann = wfdb.rdann(str(folder / record), "atr")
+        labels, paced = mitdb_window_labels(ann, rec.sig_len, float(rec.fs))
+        if paced:
+            continue
+        signal = _float32(rec.p_signal.T)
+        group = f"mitdb:{SAME_PATIENT.get(record, record)}"
+        for i, (cut, y) in enumerate(zip(window_slices(signal.shape[1], float(rec.fs)), labels, strict=False)):
+            part = signal[:, cut]
+            yield Example(
+                dataset="mitdb",
+                record=f"{record}@{int(i * WINDOW_S)}",
+                group=group,
+                split="",
+                leads=tuple(rec.sig_name),
+                signal=part,
+                rate=float(rec.fs),
+                labels={"ectopy": float(y), "risk": float(y)},
+            )
+
+
+LOADERS: Final = {"ptbxl": ptbxl_examples, "cinc2017": cinc2017_examples, "mitdb": mitdb_examples}
+#: The file whose presence shows a dataset is there.
+MARKERS: Final = {"ptbxl": "ptbxl_database.csv", "cinc2017": "REFERENCE.csv", "mitdb": "RECORDS"}
+
+
+def load_all(root: Path, datasets: tuple[str, ...] = tuple(LOADERS), log: bool = True) -> list[Example]:
+    """Every example of the datasets present under ``root``; a missing dataset is skipped and said."""
+    out: list[Example] = []
+    for name in datasets:
+        if not (root / name / MARKERS[name]).exists():
+            if log:
+                print(f"{name}: not found under {root}, skipped", flush=True)
+            continue
+        found = list(LOADERS[name](root))
+        if name != "ptbxl":
+            assign_splits(found)
+        if log:
+            splits = {s: sum(e.split == s for e in found) for s in ("train", "dev", "test")}
+            print(f"{name}: {len(found)} examples {splits}", flush=True)
+        out.extend(found)
+    return out

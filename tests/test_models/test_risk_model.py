@@ -1,0 +1,235 @@
+"""The risk model: labels and splits, masking, preprocessing, metrics, artifact, engine, training, evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from models import artifact
+from models.context import record_seed, simulate_context
+from models.datasets import load_all, mitdb_window_labels
+from models.engine import InferenceEngine
+from models.evaluate import evaluate
+from models.metrics import bootstrap_ci, calibration_bins, cinc2017_f1
+from models.network import LEADS, RiskNetwork, lead_index
+from models.preprocess import EcgInput, Preprocessing, context_batch, ecg_batch
+from models.train import fit_platt, train
+
+
+@pytest.fixture(scope="module")
+def shipped() -> artifact.RiskModel:
+    return artifact.load(artifact.SHIPPED)
+
+
+def mitdb_window(data_dir: Path, record: str, start_s: float) -> EcgInput:
+    rec = wfdb.rdrecord(str(data_dir / "mitdb" / record), sampfrom=int(start_s * 360), sampto=int((start_s + 10) * 360))
+    return EcgInput(tuple(rec.sig_name), rec.p_signal.T.astype(np.float32), 360.0)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_mitdb_window_labels_follow_the_annotations(data_dir: Path) -> None:
+    ann = wfdb.rdann(str(data_dir / "mitdb" / "119"), "atr")
+    labels, paced = mitdb_window_labels(ann, 650000, 360.0)
+    assert not paced and len(labels) == 180
+    v_windows = {int(s // 3600) for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym in "VE"}
+    assert {i for i in range(180) if labels[i]} >= v_windows
+    starts = [s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym == "+"]
+    rhythms = [a.rstrip("\x00") for a, sym in zip(ann.aux_note, ann.symbol, strict=True) if sym == "+"]
+    for k, (s, r) in enumerate(zip(starts, rhythms, strict=True)):  # 119 has bigeminy and trigeminy runs
+        end = starts[k + 1] if k + 1 < len(starts) else 650000
+        assert (r == "(N") or labels[s // 3600 : min(-(-end // 3600), 180)].all()
+    assert mitdb_window_labels(wfdb.rdann(str(data_dir / "mitdb" / "104"), "atr"), 650000, 360.0)[1]  # paced
+
+
+def test_splits_never_separate_a_patient_and_paced_records_are_left_out(small_data: Path) -> None:
+    examples = load_all(small_data, log=False)
+    by_group: dict[str, set[str]] = {}
+    for e in examples:
+        by_group.setdefault(e.group, set()).add(e.split)
+        assert e.signal.shape[1] >= 10 * e.rate or e.dataset == "cinc2017"
+    assert all(len(s) == 1 for s in by_group.values())
+    assert not any(e.record.startswith("104@") for e in examples)
+    again = load_all(small_data, log=False)
+    assert [(e.record, e.split) for e in again] == [(e.record, e.split) for e in examples]  # deterministic
+    for dataset in ("cinc2017", "mitdb"):  # every split gets patients of each dataset
+        assert {e.split for e in examples if e.dataset == dataset} == {"train", "dev", "test"}
+    ptb = [e for e in examples if e.dataset == "ptbxl"]
+    assert {e.split for e in ptb} == {"train", "dev", "test"} and all(e.leads[1] == "II" for e in ptb)
+
+
+def test_a_missing_dataset_is_skipped_and_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_all(tmp_path) == []
+    out = capsys.readouterr().out
+    assert all(f"{name}: not found" in out for name in ("ptbxl", "cinc2017", "mitdb"))
+
+
+# ------------------------------------------------------------------------------------------- network
+
+
+def test_lead_names_of_monitors_map_to_their_identity() -> None:
+    assert LEADS[lead_index("MLII")] == "II" and LEADS[lead_index("mcl1")] == "V1"
+    assert LEADS[lead_index("aVF")] == "AVF" and LEADS[lead_index("PLETH")] == "OTHER"
+
+
+def test_an_ecg_only_patient_gets_exactly_the_ecg_branch_risk_and_masked_context_is_ignored() -> None:
+    torch.manual_seed(0)
+    net = RiskNetwork().eval()
+    prep = Preprocessing()
+    ecgs = [
+        EcgInput(("II", "V5"), np.random.default_rng(i).normal(0, 0.3, (2, 1000)).astype(np.float32), 100.0)
+        for i in range(3)
+    ]
+    x, leads, mask = ecg_batch(ecgs, prep)
+    ctx = context_batch([None] * 3, prep)
+    with torch.inference_mode():
+        out = net(x, leads, mask, **ctx)
+        assert torch.equal(out["risk"], out["risk_ecg"])
+        noisy = dict(ctx, vitals=torch.randn_like(ctx["vitals"]), imaging=torch.randn_like(ctx["imaging"]))
+        assert torch.equal(net(x, leads, mask, **noisy)["risk"], out["risk"])  # masked: values unused
+        with_vitals = context_batch(
+            [{"vitals": {"heart_rate": (130.0, 10.0, None)}}] * 3,
+            Preprocessing(
+                vitals_stats={
+                    n: [0.0, 1.0, 1.0]
+                    for n in (
+                        "heart_rate",
+                        "spo2",
+                        "respiratory_rate",
+                        "systolic_bp",
+                        "diastolic_bp",
+                        "body_temperature",
+                    )
+                }
+            ),
+        )
+        assert not torch.equal(net(x, leads, mask, **with_vitals)["risk"], out["risk"])
+        # a padded lead slot (mask False) changes nothing; a patient without ECG still scores
+        x3 = torch.cat([x, torch.randn(3, 1, 1000)], 1)
+        l3, m3 = torch.cat([leads, leads[:, :1]], 1), torch.cat([mask, torch.zeros(3, 1, dtype=torch.bool)], 1)
+        assert torch.allclose(net(x3, l3, m3, **ctx)["risk"], out["risk"], atol=1e-6)
+        none = ecg_batch([None], prep)
+        assert torch.isfinite(net(*none, **context_batch([None], prep))["risk"]).all()
+
+
+@pytest.mark.parametrize("rate", [125.0, 250.0, 500.0, 1000.0])
+def test_any_monitor_rate_reaches_the_model_as_the_same_signal(
+    data_dir: Path, shipped: artifact.RiskModel, rate: float
+) -> None:
+    """One 10-s MIT-BIH window at 360 Hz, resampled first to another monitor rate: same model input."""
+    from models.signal import ecg_resample
+
+    w = mitdb_window(data_dir, "208", 600)
+    other = ecg_resample(torch.from_numpy(w.samples), 360.0, rate).numpy()
+    ref, _, _ = ecg_batch([w], shipped.prep)
+    got, _, _ = ecg_batch([EcgInput(w.leads, other, rate)], shipped.prep)
+    inner = slice(100, -100)  # away from the window edges
+    assert np.corrcoef(ref[0, :, inner].flatten(), got[0, :, inner].flatten())[0, 1] > 0.99
+    a = shipped.predict([w])["ectopy"][0]
+    b = shipped.predict([EcgInput(w.leads, other, rate)])["ectopy"][0]
+    assert abs(a - b) < 0.05
+
+
+# -------------------------------------------------------------------------------------------- metrics
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    y = np.array([0, 0, 1, 1, 0, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    r = bootstrap_ci(y, p, n=200)
+    assert r["auroc"] == pytest.approx(8 / 9) and r["auroc_ci"][0] <= r["auroc"] <= r["auroc_ci"][1]
+    f1 = cinc2017_f1(["N", "N", "A", "O", "~"], ["N", "A", "A", "O", "N"])
+    assert f1["N"] == pytest.approx(2 * 1 / (2 + 2)) and f1["A"] == pytest.approx(2 / 3) and f1["O"] == 1.0
+    assert f1["F1"] == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)
+    cal = calibration_bins(np.array([0, 1, 1, 1]), np.array([0.05, 0.95, 0.95, 0.95]))
+    assert cal["ece"] == pytest.approx(0.25 * 0.05 + 0.75 * 0.05)
+    a, b = fit_platt(np.array([-2.0, -1.0, 1.0, 2.0, 0.5, -0.5]), np.array([0, 0, 1, 1, 0, 1]))
+    assert a > 0 and math.isfinite(b)
+
+
+# ------------------------------------------------------------------------------------ artifact, engine
+
+
+def test_the_shipped_artifact_describes_itself_and_reloads_to_the_same_predictions(
+    shipped: artifact.RiskModel, data_dir: Path, tmp_path: Path
+) -> None:
+    meta = json.loads((artifact.SHIPPED / "model.json").read_text())
+    assert shipped.version == meta["version"] and meta["version"].startswith("cardiorisk-")
+    assert meta["version"].endswith(artifact.content_digest(shipped)[:8])
+    assert set(meta["decision"]) == {"noisy_threshold", "af_weight"}
+    assert set(meta["calibration"]) >= {"risk", "risk_ecg"}
+    assert meta["training"]["minutes"] <= 45 and meta["training"]["context"].startswith("simulated")
+    assert set(json.loads((artifact.SHIPPED / "metrics.json").read_text())["dev"]) >= {"structural", "af", "ectopy"}
+    copy = tmp_path / "copy"
+    shutil.copytree(artifact.SHIPPED, copy)
+    again = artifact.load(copy)
+    w = [mitdb_window(data_dir, "119", 300)]
+    assert again.version == shipped.version
+    assert again.predict(w)["risk"][0] == pytest.approx(shipped.predict(w)["risk"][0], abs=1e-6)
+    (copy / "weights.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="weights.pt"):
+        artifact.load(copy)
+
+
+def test_the_engine_batches_requests_and_gives_what_direct_calls_give(
+    shipped: artifact.RiskModel, data_dir: Path
+) -> None:
+    windows = [mitdb_window(data_dir, rec, 60 * k) for rec in ("119", "208") for k in range(1, 9)]
+    direct = shipped.predict(windows)
+    engine = InferenceEngine(shipped, preferred_batch=8, max_delay_s=0.05, device="cpu")
+    try:
+        got = engine.predict_many(windows)
+    finally:
+        engine.close()
+    assert engine.stats.windows == 16 and engine.stats.largest == 8 and engine.stats.batches == 2
+    for i, g in enumerate(got):
+        assert g["model_version"] == shipped.version
+        assert g["risk"] == pytest.approx(direct["risk"][i], abs=1e-5)
+        assert g["rhythm"] == pytest.approx(direct["rhythm"][i], abs=1e-5)
+
+
+def test_the_engine_runs_torchscript_to_the_same_answers(shipped: artifact.RiskModel, data_dir: Path) -> None:
+    windows = [mitdb_window(data_dir, "208", 60 * k) for k in range(1, 5)]
+    direct = shipped.predict(windows)
+    engine = InferenceEngine(artifact.load(artifact.SHIPPED), preferred_batch=4, device="cpu", torchscript=True)
+    try:
+        got = engine.predict_many(windows)
+    finally:
+        engine.close()
+    assert [g["ectopy"] for g in got] == pytest.approx(list(direct["ectopy"]), abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------ train, evaluate
+
+
+def test_training_is_seeded_and_writes_an_artifact_that_evaluates(small_data: Path, tmp_path: Path) -> None:
+    kwargs = dict(seed=3, epochs=1, steps_per_epoch=3, batch_size=16, threads=1, log=lambda *_: None)
+    a = train(small_data, tmp_path / "a", **kwargs)
+    b = train(small_data, tmp_path / "b", **kwargs)
+    assert a.version == b.version, "same data and seed must give the same weights"
+    seen = artifact.seen_groups(tmp_path / "a")
+    assert seen and all(not g.startswith("mitdb:104") for g in seen)
+    report = evaluate(tmp_path / "a", small_data, tmp_path / "eval", bootstrap=50, log=lambda *_: None)
+    assert report["left_out_seen"] > 0 and report["missing_datasets"] == []
+    unseen = [e for e in load_all(small_data, log=False) if e.group not in seen]
+    assert report["examples"] == {d: sum(e.dataset == d for e in unseen) for d in ("cinc2017", "mitdb", "ptbxl")}
+    assert all(e.split == "test" for e in unseen)  # training and dev patients are never evaluated
+    assert {"structural", "af", "noisy", "ectopy", "risk"} <= set(report["tasks"])
+    for name in ("report.json", "summary.md", "reliability_risk.png", "reliability_risk_ecg.png"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0
+    assert report["tasks"]["risk"]["ecg_branch_equals_ecg_only"]
+
+
+def test_evaluation_contexts_are_simulated_per_record_and_reproducible() -> None:
+    a = simulate_context({"rhythm": 1.0, "risk": 1.0}, record_seed("cinc2017", "A00004", 7))
+    b = simulate_context({"rhythm": 1.0, "risk": 1.0}, record_seed("cinc2017", "A00004", 7))
+    assert a == b
+    assert a != simulate_context({"rhythm": 1.0, "risk": 1.0}, record_seed("cinc2017", "A00005", 7))
