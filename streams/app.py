@@ -11,8 +11,10 @@ The agents are thin; the logic is in pure modules:
   go to an in-memory channel.
 * ``score`` takes windows from that channel in batches (``take(n, within=...)``), aligns each with the vitals
   and context known at its end, scores the batch in a scoring process (``CARDIOWATCH_SCORING_PROCESSES``;
-  never on the event loop), and writes
-  :class:`~streams.records.RiskScore` events to ``risk.scores``.
+  never on the event loop), and writes :class:`~streams.records.RiskScore` events to ``risk.scores``. The
+  scorer is the learned model of the shipped artifact (:class:`streams.model_scorer.ModelScorer`, swapped
+  live when its folder changes; a shadow model's scores go to ``risk.scores.shadow``) or, with
+  ``CARDIOWATCH_SCORER=rules``, the rule scorer alone (:class:`streams.scoring.RuleScorer`).
 
 **Delivery guarantee.** A waveform event is acknowledged only when no open window needs it any more, and a
 vitals or context event once its table entry is written; so a worker killed at any moment consumes again,
@@ -41,10 +43,12 @@ import numpy as np
 from faust.types import EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from models.artifact import SHIPPED
 from streams import metrics, topics
 from streams.align import AlignConfig, AlignedSample, add_context, add_vitals, align
 from streams.errors import InvalidEvent
 from streams.ingest import Ingest, dead_letter
+from streams.model_scorer import ModelScorer
 from streams.records import DetectionRecord, ImagingEvent, NoteEvent, RiskScore, VitalsEvent
 from streams.rhythm import Detection
 from streams.scoring import RuleScorer, Scored, Scorer
@@ -188,12 +192,50 @@ def _init_scoring_process(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def score_batch(scorer: Scorer, samples: list[AlignedSample]) -> list[bytes]:
-    """Score a batch and serialise its ``risk.scores`` events (runs in a scoring process or thread)."""
+def score_batch(scorer: Scorer, samples: list[AlignedSample]) -> tuple[list[bytes], list[bytes]]:
+    """Score a batch and serialise its ``risk.scores`` events (runs in a scoring process or thread).
+
+    Returns the live scores and, when the scorer has a ``shadow`` model, the shadow's scores (else none; a
+    failing shadow is logged and gives none).
+    """
+    if not samples:
+        return [], []
     scored = scorer.score_batch(samples)
-    return [
-        risk_record(s, r, scorer).model_dump_json(by_alias=True).encode() for s, r in zip(samples, scored, strict=True)
+    live = [
+        risk_record(a, r, scorer).model_dump_json(by_alias=True).encode() for a, r in zip(samples, scored, strict=True)
     ]
+    shadow: ModelScorer | None = getattr(scorer, "shadow", None)
+    if shadow is None:
+        return live, []
+    try:
+        shadowed = shadow.rescore(samples, scored)
+    except Exception:
+        log.exception("shadow model %s failed; live scoring goes on", shadow.model_dir)
+        return live, []
+    return live, [
+        risk_record(a, r, shadow).model_dump_json(by_alias=True).encode()
+        for a, r in zip(samples, shadowed, strict=True)
+    ]
+
+
+def build_scorer(settings: Settings) -> Scorer:
+    """The scorer the settings ask for: the learned model (with its shadow, if any) or the rules alone."""
+    if settings.scorer == "rules":
+        return RuleScorer(mains_hz=settings.mains_hz)
+
+    def model(folder: str | None, shadow: ModelScorer | None = None) -> ModelScorer:
+        return ModelScorer(
+            folder or SHIPPED,
+            mains_hz=settings.mains_hz,
+            preferred_batch=settings.model_batch,
+            max_delay_s=settings.model_delay_s,
+            device=settings.model_device,
+            reload_s=settings.model_reload_s,
+            torchscript=settings.model_torchscript,
+            shadow=shadow,
+        )
+
+    return model(settings.model_dir, model(settings.shadow_model_dir) if settings.shadow_model_dir else None)
 
 
 @dataclass(slots=True)
@@ -226,7 +268,7 @@ def create_app(
     ingest = Ingest(max_future_s=settings.max_future_s)
     window_config = WindowConfig(settings.window_s, settings.hop_s, settings.grace_s, settings.signal_lost_s)
     align_config = AlignConfig()
-    the_scorer: Scorer = scorer or RuleScorer(mains_hz=settings.mains_hz)
+    the_scorer: Scorer = scorer or build_scorer(settings)
     executor: Executor = (
         ProcessPoolExecutor(
             settings.scoring_processes,
@@ -247,6 +289,7 @@ def create_app(
         name: app.topic(topics.dlq(name), key_serializer="raw", value_serializer="raw") for name in topics.INPUT_TOPICS
     }
     scores_topic = app.topic(topics.RISK_SCORES, key_serializer="raw", value_serializer="raw")
+    shadow_topic = app.topic(topics.RISK_SCORES_SHADOW, key_serializer="raw", value_serializer="raw")
     closed_windows = app.channel()
 
     # ----------------------------------------------------------------------------------------- tables
@@ -339,10 +382,12 @@ def create_app(
             for sample, w in zip(samples, batch, strict=True):
                 sample.arrival_s = w.arrival_s
             started = time.perf_counter()
-            payloads = await loop.run_in_executor(executor, score_batch, the_scorer, samples)
+            payloads, shadow = await loop.run_in_executor(executor, score_batch, the_scorer, samples)
             metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
             for sample, payload in zip(samples, payloads, strict=True):
                 await scores_topic.send(key=sample.patient_id.encode(), value=payload)
+            for sample, payload in zip(samples, shadow, strict=False):
+                await shadow_topic.send(key=sample.patient_id.encode(), value=payload)
             now = time.time()
             metrics.OUTPUTS.labels(topics.RISK_SCORES).inc(len(payloads))
             for sample in samples:

@@ -106,6 +106,28 @@ def _parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=5.0, help="replay speed, x real time (default 5)")
     p.add_argument("--duration", type=float, default=60.0, help="wall seconds to run (default 60)")
 
+    p = add(
+        "train",
+        "Train the multimodal risk model on a folder laid out like shared/data (patient-wise splits, seeded) "
+        "and write a versioned artifact folder.",
+    )
+    p.add_argument("--data", type=Path, default=Path("../shared/data"), help="data folder laid out like shared/data")
+    p.add_argument("--out", type=Path, help="artifact folder to write (default: the shipped one)")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits' sampling, initialisation and augmentation")
+    p.add_argument("--epochs", type=int, default=36, help="epochs of 150 batches (default 36)")
+    p.add_argument("--minutes", type=float, default=40.0, help="wall-time budget; stops before passing it (default 40)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+    p = add(
+        "evaluate",
+        "Evaluate a model artifact on a folder laid out like shared/data (patients it was trained on are left "
+        "out): AUROC/AUPRC with bootstrap CIs, CinC 2017 F1, calibration, ECG-only vs fused, naive baselines.",
+    )
+    p.add_argument("--model", type=Path, help="artifact folder (default: the shipped one)")
+    p.add_argument("--data", type=Path, default=Path("../shared/data"), help="data folder laid out like shared/data")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.json, summary.md and the plots")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+
     p = add("contracts", "Write the JSON Schema of every JSON event contract to a folder.")
     p.add_argument("--out", type=Path, required=True, help="folder to write <topic>.schema.json into")
     for name, help_text, configure, _ in extra:
@@ -268,6 +290,24 @@ def _cmd_ec57(args: argparse.Namespace, settings: Settings) -> int:
     return ec57.main(argv)
 
 
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from models.artifact import SHIPPED
+    from models.train import train
+
+    train(
+        args.data, args.out or SHIPPED, seed=args.seed, minutes=args.minutes, epochs=args.epochs, threads=args.threads
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from models.artifact import SHIPPED
+    from models.evaluate import evaluate
+
+    evaluate(args.model or SHIPPED, args.data, args.out, bootstrap=args.bootstrap)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
@@ -304,6 +344,8 @@ COMMANDS = {
     "worker": _cmd_worker,
     "ec57": _cmd_ec57,
     "demo": _cmd_demo,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
     "contracts": _cmd_contracts,
 }
 

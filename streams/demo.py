@@ -49,6 +49,9 @@ class _Patient:
     heart_rate: float | None = None
     news2: float | None = None
     risk: float | None = None
+    af: float | None = None
+    ectopy: float | None = None
+    scorer: str = ""
     quality: float | None = None
     detections: str = ""
     window_end: datetime | None = None
@@ -198,6 +201,8 @@ def _take_score(p: _Patient, doc: dict) -> None:
     p.windows += 1
     p.risk, p.quality = doc["risk"], doc["signal_quality"]
     p.heart_rate = doc["scores"].get("heart_rate_bpm")
+    p.af, p.ectopy = doc["scores"].get("model_af"), doc["scores"].get("model_ectopy")
+    p.scorer = f"{doc['scorer']} {doc['scorer_version']}"
     p.news2 = doc["scores"].get("news2") if "vitals" in doc["modalities"] else None
     p.detections = ",".join(sorted({d["kind"] for d in doc["detections"]}))
     p.window_end = datetime.fromisoformat(doc["window_end"])
@@ -235,9 +240,18 @@ def _print_table(patients: dict[str, _Patient]) -> None:
     now = datetime.now(UTC)
     head = (
         f"{'patient':<40} {'leads':<12} {'chunks':>6} {'behind':>6} {'scores':>6} {'HR':>5} {'NEWS2':>5} "
-        f"{'risk':>5} {'SQI':>4} {'window end':>10}  detections | vitals"
+        f"{'risk':>5} {'P(AF)':>5} {'P(VE)':>5} {'SQI':>4} {'window end':>10}  detections | vitals"
     )
-    lines = [head]
+    scorers = sorted({p.scorer for p in patients.values() if p.scorer})
+    lines = (
+        [
+            f"scored by {', '.join(scorers)}; risk = calibrated cardiac-risk probability, P(AF) atrial fibrillation, "
+            "P(VE) ventricular ectopy or non-sinus rhythm in the window",
+            head,
+        ]
+        if scorers
+        else [head]
+    )
 
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
@@ -246,7 +260,8 @@ def _print_table(patients: dict[str, _Patient]) -> None:
         behind = f"{(now - p.last_event).total_seconds():+.0f}s" if p.last_event else "-"
         lines.append(
             f"{pid[:40]:<40} {p.leads[:12]:<12} {p.chunks:>6} {behind:>6} {p.windows:>6} {num(p.heart_rate, '.0f'):>5} "
-            f"{num(p.news2, '.0f'):>5} {num(p.risk, '.2f'):>5} {num(p.quality, '.2f'):>4} "
+            f"{num(p.news2, '.0f'):>5} {num(p.risk, '.2f'):>5} {num(p.af, '.2f'):>5} {num(p.ectopy, '.2f'):>5} "
+            f"{num(p.quality, '.2f'):>4} "
             f"{p.window_end.strftime('%H:%M:%S') if p.window_end else '-':>10}  {p.detections or '-'} | {p.vitals}"
             + (f" | alerts {', '.join(sorted(p.alerts.values()))}" if p.alerts else "")
         )

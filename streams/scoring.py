@@ -87,8 +87,15 @@ class Scored:
 class Scorer(Protocol):
     """What the worker needs of a scorer."""
 
-    name: str
-    version: str
+    @property
+    def name(self) -> str:
+        """Scorer name, part of every score id."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Scorer version, part of every score id and carried by every score and alert."""
+        ...
 
     def score_batch(self, samples: Sequence[AlignedSample]) -> list[Scored]:
         """Score a batch of aligned samples, one answer per sample, in order."""

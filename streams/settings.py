@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     risk_clear: float = Field(0.4, ge=0, le=1, description="Model risk below which a risk_high alert clears.")
     batch_size: int = Field(256, ge=1, description="Most windows scored in one batch.")
     batch_within_s: float = Field(0.2, gt=0, description="Longest wait to fill a scoring batch, seconds.")
+    scorer: Literal["model", "rules"] = Field(
+        "model", description="What scores windows: the learned risk model (with the rule features) or the rules alone."
+    )
+    model_dir: str | None = Field(
+        None, description="Model artifact folder the worker serves (default: the artifact shipped in models/artifacts)."
+    )
+    shadow_model_dir: str | None = Field(
+        None, description="A second artifact that scores silently to risk.scores.shadow beside the live one."
+    )
+    model_device: str = Field("auto", description="Where the model runs: auto (CUDA when present), cpu, cuda, cuda:1.")
+    model_batch: int = Field(64, ge=1, description="Preferred batch of the inference engine, windows.")
+    model_delay_s: float = Field(0.005, ge=0, description="Longest wait of the inference engine to fill a batch.")
+    model_torchscript: bool = Field(False, description="Run the model through TorchScript on the CPU.")
+    model_reload_s: float = Field(
+        5.0, gt=0, description="How often the worker checks the artifact folder for a new model (swapped live)."
+    )
     scoring_processes: int = Field(
         1, ge=0, description="Processes that score batches beside the event loop (0: a thread of the worker)."
     )

@@ -13,13 +13,15 @@ VITALS: Final = "vitals"
 IMAGING: Final = "imaging.events"
 NOTES: Final = "clinical.notes"
 RISK_SCORES: Final = "risk.scores"
+#: Scores of a shadow model, scored beside the live one; no alert agent reads them.
+RISK_SCORES_SHADOW: Final = "risk.scores.shadow"
 ALERTS: Final = "alerts"
 ALERTS_ACK: Final = "alerts.ack"
 
 #: Topics that monitors and gateways write; each has a dead-letter topic.
 INPUT_TOPICS: Final = (ECG_WAVEFORM, VITALS, IMAGING, NOTES)
 #: Topics that cardiowatch writes or its consumers answer on.
-OUTPUT_TOPICS: Final = (RISK_SCORES, ALERTS, ALERTS_ACK)
+OUTPUT_TOPICS: Final = (RISK_SCORES, RISK_SCORES_SHADOW, ALERTS, ALERTS_ACK)
 
 
 def dlq(topic: str) -> str:
