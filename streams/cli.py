@@ -114,8 +114,8 @@ def _parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=Path("../shared/data"), help="data folder laid out like shared/data")
     p.add_argument("--out", type=Path, help="artifact folder to write (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0, help="seed of splits' sampling, initialisation and augmentation")
-    p.add_argument("--epochs", type=int, default=36, help="epochs of 150 batches (default 36)")
-    p.add_argument("--minutes", type=float, default=40.0, help="wall-time budget; stops before passing it (default 40)")
+    p.add_argument("--epochs", type=int, default=55, help="epochs of 150 batches (default 55)")
+    p.add_argument("--minutes", type=float, default=42.0, help="wall-time budget; stops before passing it (default 42)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
     p = add(
