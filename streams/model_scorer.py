@@ -102,8 +102,13 @@ class ModelScorer:
         self.torchscript = torchscript
         self.shadow = shadow
         self.rules = RuleScorer(mains_hz)
-        meta = json.loads((Path(self.model_dir) / "model.json").read_text())
-        self._version = str(meta["version"])
+        path = Path(self.model_dir) / "model.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no model artifact at {self.model_dir} (no model.json): point CARDIOWATCH_MODEL_DIR at one, "
+                "train one with `cardiowatch train`, or score with the rules alone (CARDIOWATCH_SCORER=rules)"
+            )
+        self._version = str(json.loads(path.read_text())["version"])
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "rules"}

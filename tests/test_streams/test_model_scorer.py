@@ -57,3 +57,8 @@ def test_the_model_scorer_keeps_the_rule_features_and_scores_as_the_model_does(d
     # an ECG-only window's risk is the ECG branch's; the shadow path (rescore) reuses the rule results
     assert scored[0].risk == pytest.approx(scored[0].scores["model_risk_ecg"], abs=1e-4)
     assert [x.risk for x in scorer.rescore(samples, scored)] == [x.risk for x in scored]
+
+
+def test_a_missing_artifact_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="CARDIOWATCH_SCORER=rules"):
+        ModelScorer(tmp_path)
