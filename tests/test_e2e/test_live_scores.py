@@ -79,10 +79,12 @@ def vitals_event(when: datetime, seq: int, patient: str = "live-vitals-only", ob
     ).encode()
 
 
-def collect_scores(settings: Settings, patients: set[str], until, timeout_s: float) -> list[dict]:
-    """Read risk.scores from the beginning, keeping the patients' scores, until ``until(scores)`` or timeout."""
+def collect_scores(
+    settings: Settings, patients: set[str], until, timeout_s: float, topic: str = topics.RISK_SCORES
+) -> list[dict]:
+    """Read a scores topic from the beginning, keeping the patients' scores, until ``until(scores)`` or timeout."""
     scores: list[dict] = []
-    cons = consumer(settings, topics.RISK_SCORES, auto_offset_reset="earliest", group_id=None)
+    cons = consumer(settings, topic, auto_offset_reset="earliest", group_id=None)
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and not until(scores):

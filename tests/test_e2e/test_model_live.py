@@ -21,7 +21,7 @@ from models import artifact
 from models.datasets import Example, cinc2017_examples, mitdb_examples, window_slices
 from models.train import predict_examples
 from streams import topics
-from streams.kafka import consumer, producer
+from streams.kafka import producer
 from streams.replay import recording_events, replay
 from streams.settings import Settings
 from streams.sources import read_recording
@@ -103,19 +103,6 @@ def _perturbed_copy(source: Path, target: Path, scale: float) -> str:
     return model.version
 
 
-def shadow_scores(settings: Settings, patient: str, until, timeout_s: float) -> list[dict]:
-    got: list[dict] = []
-    cons = consumer(settings, topics.RISK_SCORES_SHADOW, auto_offset_reset="earliest", group_id=None)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and not until(got):
-            for records in cons.poll(timeout_ms=500).values():
-                got += [json.loads(r.value) for r in records if r.key.decode() == patient]
-    finally:
-        cons.close()
-    return got
-
-
 def test_a_new_artifact_is_served_without_restart_and_a_shadow_scores_to_its_own_topic(
     settings: Settings, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -146,7 +133,7 @@ def test_a_new_artifact_is_served_without_restart_and_a_shadow_scores_to_its_own
         with producer(settings) as prod:
             replay(prod, [iter(events[half:])], speed=math.inf, progress=False)
         after = collect_scores(settings, {patient}, lambda got: any(s["scorer_version"] == second for s in got), 90)
-        shadow = shadow_scores(settings, patient, lambda got: len(got) >= 5, 30)
+        shadow = collect_scores(settings, {patient}, lambda got: len(got) >= 5, 30, topics.RISK_SCORES_SHADOW)
         pid_alive = worker.proc.poll() is None
     finally:
         worker.stop()
