@@ -48,6 +48,9 @@ class NetworkConfig:
 
     width: int = 64
     stem: int = 16
+    #: Stride of the first convolution: 4 gives a 25 Hz feature map (the QRS complex spans 2-3 steps) at
+    #: half the compute of stride 2.
+    stem_stride: int = 4
     heads: int = 4
     context_width: int = 64
     dropout: float = 0.1
@@ -80,7 +83,9 @@ class EcgEncoder(nn.Module):
         super().__init__()
         w = cfg.width
         self.stem = nn.Sequential(
-            nn.Conv1d(1, cfg.stem, 7, stride=2, padding=3, bias=False), nn.BatchNorm1d(cfg.stem), nn.ReLU()
+            nn.Conv1d(1, cfg.stem, 7, stride=cfg.stem_stride, padding=3, bias=False),
+            nn.BatchNorm1d(cfg.stem),
+            nn.ReLU(),
         )
         self.blocks = nn.Sequential(_Block(cfg.stem, 32), _Block(32, 48), _Block(48, w), _Block(w, w))
         self.lead_embedding = nn.Embedding(len(LEADS), w)

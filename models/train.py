@@ -266,6 +266,7 @@ def train(
     steps_per_epoch: int = 150,
     batch_size: int = 64,
     threads: int | None = None,
+    config: NetworkConfig | None = None,
     log: Any = print,
 ) -> RiskModel:
     """Train, select by dev AUROC, calibrate on dev, save the artifact to ``out``; see the module docstring.
@@ -289,7 +290,7 @@ def train(
         lead_scale=fit_lead_scales([windows_of(train_set[i])[0] for i in pick]),
         vitals_stats=fit_vitals_stats(train_contexts),
     )
-    network = RiskNetwork(NetworkConfig())
+    network = RiskNetwork(config or NetworkConfig())
     model = RiskModel(network, prep)
     by_dataset = {name: [e for e in train_set if e.dataset == name] for name in MIX}
     mix = {name: share for name, share in MIX.items() if by_dataset[name]}
