@@ -10,6 +10,7 @@ windows (up to 3,000, one per recording) of that lead's standard deviation after
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,20 +87,28 @@ def ecg_batch(
     x = torch.zeros(len(windows), n_leads, WINDOW_SAMPLES, device=device)
     leads = torch.zeros(len(windows), n_leads, dtype=torch.long)
     mask = torch.zeros(len(windows), n_leads, dtype=torch.bool)
+    # windows of one rate and length are resampled in one call (the resampler builds its kernel per call)
+    groups: dict[tuple[float, int], list[tuple[int, EcgInput]]] = defaultdict(list)
     for i, w in enumerate(windows):
-        if w is None or not len(w.leads):
-            continue
-        s = torch.from_numpy(np.nan_to_num(np.ascontiguousarray(w.samples, dtype=np.float32))).to(device)
-        if w.sampling_rate != MODEL_RATE_HZ:
-            s = ecg_resample(s, w.sampling_rate, MODEL_RATE_HZ)
-        k = len(w.leads)
-        x[i, :k] = fit_window(s)
-        leads[i, :k] = torch.tensor([lead_index(n) for n in w.leads])
-        mask[i, :k] = True
+        if w is not None and len(w.leads):
+            groups[(w.sampling_rate, w.samples.shape[1])].append((i, w))
+    for (rate, _), members in groups.items():
+        rows = np.concatenate([np.asarray(w.samples, dtype=np.float32) for _, w in members])
+        s = torch.from_numpy(np.nan_to_num(rows)).to(device)
+        if rate != MODEL_RATE_HZ:
+            s = ecg_resample(s, rate, MODEL_RATE_HZ)
+        s = fit_window(s)
+        k = 0
+        for i, w in members:
+            n = len(w.leads)
+            x[i, :n] = s[k : k + n]
+            leads[i, :n] = torch.tensor([lead_index(name) for name in w.leads])
+            mask[i, :n] = True
+            k += n
     x = filter_batch(x).float()
-    scale = torch.tensor([[prep.scale_of(int(j)) for j in row] for row in leads])
+    scales = torch.tensor([prep.scale_of(j) for j in range(len(LEADS))], device=device)
     leads, mask = leads.to(device), mask.to(device)
-    return (x / scale.to(device)[..., None]) * mask[..., None], leads, mask
+    return (x / scales[leads][..., None]) * mask[..., None], leads, mask
 
 
 def context_batch(contexts: Sequence[Mapping[str, Any] | None], prep: Preprocessing) -> dict[str, Tensor]:
