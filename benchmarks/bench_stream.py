@@ -9,8 +9,10 @@ systems take the same load in turn:
     timestamp (the generator sets it to the chunk's end time) to receipt, is the transport floor.
 (b) ``naive``: a plain kafka-python consumer that handles one event at a time with the project's own pure
     functions (:class:`streams.ingest.Ingest`, :func:`streams.windows.add_chunk`, :func:`streams.align.align`)
-    and scores every window the moment it closes, alone (``RuleScorer().score_batch([sample])``), on the
-    consuming thread; its scores go to the bench-only topic :data:`NAIVE_SCORES`.
+    and scores every window the moment it closes, alone, on the consuming thread, with the same scorer as the
+    worker (:func:`streams.app.build_scorer`: the learned model by default, ``CARDIOWATCH_SCORER=rules`` for
+    the rules), the model called with batches of one and no queueing delay and torch on one thread, as in
+    the worker's scoring process; its scores go to the bench-only topic :data:`NAIVE_SCORES`.
 (c) ``worker``: a fresh ``cardiowatch worker`` subprocess (fresh app id and consumer group) writing
     ``risk.scores``: batched scoring in a scoring process, off the event loop.
 
@@ -267,18 +269,21 @@ def raw_consume(bootstrap: str, group: str, conn: Connection, stop: Any) -> None
 
 def naive_consume(bootstrap: str, group: str, conn: Connection, stop: Any) -> None:
     """System (b): per event, decode, fold into windows and vitals, score each closed window alone, produce."""
+    import torch
+
     from streams.align import AlignConfig, add_vitals, align
-    from streams.app import process, risk_record
+    from streams.app import build_scorer, process, risk_record
     from streams.ingest import Ingest
     from streams.records import VitalsEvent
-    from streams.scoring import RuleScorer
     from streams.windows import EcgBuffer, WindowConfig, add_chunk
 
+    torch.set_num_threads(1)
     settings = Settings(bootstrap_servers=bootstrap)
     ingest = Ingest(max_future_s=settings.max_future_s)
     windows = WindowConfig(settings.window_s, settings.hop_s, settings.grace_s, settings.signal_lost_s)
     aligning = AlignConfig()
-    scorer = RuleScorer(mains_hz=settings.mains_hz)
+    scorer = build_scorer(settings.model_copy(update={"model_batch": 1, "model_delay_s": 0.0}))
+    scorer.score_batch([])  # load the model before the load starts, as the worker does
     buffers: dict[str, EcgBuffer] = {}
     vitals: dict[str, dict[str, list[list[Any]]]] = {}
     cons = consumer(
@@ -928,13 +933,13 @@ def main() -> None:
     parser.add_argument(
         "--levels",
         type=_levels,
-        default=_levels("25,50,75,100,150,200,250,500,750,1000,1250,1500,2000"),
+        default=_levels("25,50,75,100,150,200,250,500,750,1000,1125,1250,1500,2000"),
         help="patient counts for the worker (each level runs only if the one before was sustained)",
     )
     parser.add_argument(
         "--naive-levels",
         type=_levels,
-        default=_levels("10,25,50,75,100,150,200,250,300,400,500,750,1000,1250,1500"),
+        default=_levels("10,25,50,75,100,150,200,225,250,300,400,500,750,1000,1250,1500"),
         help="patient counts for the naive peer",
     )
     parser.add_argument(

@@ -192,30 +192,30 @@ def _init_scoring_process(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def score_batch(scorer: Scorer, samples: list[AlignedSample]) -> tuple[list[bytes], list[bytes]]:
+def score_batch(scorer: Scorer, samples: list[AlignedSample]) -> tuple[list[bytes], list[bytes], float]:
     """Score a batch and serialise its ``risk.scores`` events (runs in a scoring process or thread).
 
-    Returns the live scores and, when the scorer has a ``shadow`` model, the shadow's scores (else none; a
-    failing shadow is logged and gives none).
+    Returns the live scores, the shadow model's scores when the scorer has a ``shadow`` (else none; a failing
+    shadow is logged and gives none), and the seconds the scoring took here (not counting the queueing).
     """
+    started = time.perf_counter()
     if not samples:
-        return [], []
+        return [], [], 0.0
     scored = scorer.score_batch(samples)
     live = [
         risk_record(a, r, scorer).model_dump_json(by_alias=True).encode() for a, r in zip(samples, scored, strict=True)
     ]
     shadow: ModelScorer | None = getattr(scorer, "shadow", None)
-    if shadow is None:
-        return live, []
-    try:
-        shadowed = shadow.rescore(samples, scored)
-    except Exception:
-        log.exception("shadow model %s failed; live scoring goes on", shadow.model_dir)
-        return live, []
-    return live, [
-        risk_record(a, r, shadow).model_dump_json(by_alias=True).encode()
-        for a, r in zip(samples, shadowed, strict=True)
-    ]
+    shadowed: list[bytes] = []
+    if shadow is not None:
+        try:
+            shadowed = [
+                risk_record(a, r, shadow).model_dump_json(by_alias=True).encode()
+                for a, r in zip(samples, shadow.rescore(samples, scored), strict=True)
+            ]
+        except Exception:
+            log.exception("shadow model %s failed; live scoring goes on", shadow.model_dir)
+    return live, shadowed, time.perf_counter() - started
 
 
 def build_scorer(settings: Settings) -> Scorer:
@@ -361,29 +361,12 @@ def create_app(
                 )
             event.ack()
 
-    async def score(stream: faust.StreamT) -> None:
-        """Align closed windows with vitals and context, score them in batches off the loop, publish."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, score_batch, the_scorer, [])  # start and import before data flows
-        async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
-            metrics.BATCH_SIZE.observe(len(batch))
-            samples = [
-                align(
-                    w if isinstance(w, EcgWindow) else None,
-                    w.patient_id,
-                    w.start_us,
-                    w.end_us,
-                    tables.vitals.get(w.patient_id),
-                    tables.context.get(w.patient_id),
-                    align_config,
-                )
-                for w in batch
-            ]
-            for sample, w in zip(samples, batch, strict=True):
-                sample.arrival_s = w.arrival_s
-            started = time.perf_counter()
-            payloads, shadow = await loop.run_in_executor(executor, score_batch, the_scorer, samples)
-            metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
+    async def publish(scoring: asyncio.Queue[tuple[list[AlignedSample], asyncio.Future[Any]]]) -> None:
+        """Publish each batch's scores, in the order the batches were taken, as soon as they are ready."""
+        while True:
+            samples, future = await scoring.get()
+            payloads, shadow, seconds = await future
+            metrics.SCORING_SECONDS.observe(seconds)
             for sample, payload in zip(samples, payloads, strict=True):
                 await scores_topic.send(key=sample.patient_id.encode(), value=payload)
             for sample, payload in zip(samples, shadow, strict=False):
@@ -393,6 +376,44 @@ def create_app(
             for sample in samples:
                 metrics.EVENT_LATENCY.observe(now - sample.end_us / US)
                 metrics.ARRIVAL_LATENCY.observe(now - sample.arrival_s)
+
+    async def score(stream: faust.StreamT) -> None:
+        """Align closed windows with vitals and context, score them in batches off the loop, publish.
+
+        Scoring is pipelined: a batch is handed to the scoring process as soon as it is taken, while the
+        batch before it is still being scored or published, so the scoring process never waits for the event
+        loop's share (aligning, publishing); at most two batches are queued behind the one being published. A
+        failure to score or publish is raised in the agent.
+        """
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, score_batch, the_scorer, [])  # start and import before data flows
+        scoring: asyncio.Queue[tuple[list[AlignedSample], asyncio.Future[Any]]] = asyncio.Queue(maxsize=1)
+        publisher = asyncio.ensure_future(publish(scoring))
+        try:
+            async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
+                metrics.BATCH_SIZE.observe(len(batch))
+                samples = [
+                    align(
+                        w if isinstance(w, EcgWindow) else None,
+                        w.patient_id,
+                        w.start_us,
+                        w.end_us,
+                        tables.vitals.get(w.patient_id),
+                        tables.context.get(w.patient_id),
+                        align_config,
+                    )
+                    for w in batch
+                ]
+                for sample, w in zip(samples, batch, strict=True):
+                    sample.arrival_s = w.arrival_s
+                future = loop.run_in_executor(executor, score_batch, the_scorer, samples)
+                put = asyncio.ensure_future(scoring.put((samples, future)))
+                await asyncio.wait((put, publisher), return_when=asyncio.FIRST_COMPLETED)
+                if publisher.done():
+                    put.cancel()
+                    publisher.result()  # publishing failed: raise it here, in the agent
+        finally:
+            publisher.cancel()
 
     app.agent(inputs, name="ingest")(ingest_events)
     app.agent(closed_windows, name="score")(score)
