@@ -20,11 +20,13 @@ them), reads back ``risk.scores`` and ``alerts``, and judges the alarms of the r
   (:func:`alarm_spans`).
 * **Matching**: an alarm is true when it overlaps an annotated episode of its kind, widened by
   :data:`MATCH_TOLERANCE_S` on both sides; an alarm of a life-threatening rhythm raised during reference
-  flutter/fibrillation is also true (it calls for the same response); otherwise false. An expected episode is
-  detected when a true alarm of its kind overlaps it (flutter/fibrillation: any life-threatening rhythm
-  alarm); its delay is from the episode's onset to the first such alarm being raised (zero when one was
-  already on). Sensitivity = detected /
-  reference episodes; positive predictive value = true / all alarms; alarms and false alarms per patient-hour.
+  flutter/fibrillation is also true (it calls for the same response), and so is a flutter/fibrillation
+  alarm during reference ventricular tachycardia (any annotated VT run, also one below the 2015 definition:
+  a fast monomorphic VT is a sinusoid-like waveform too, and the response is the same); otherwise false. An
+  expected episode is detected when a true alarm of its kind overlaps it (flutter/fibrillation: any
+  life-threatening rhythm alarm); its delay is from the episode's onset to the first such alarm being raised
+  (zero when one was already on). Sensitivity = detected / reference episodes; positive predictive value =
+  true / all alarms; alarms and false alarms per patient-hour.
 * **Naive baseline** (beside the policy, from the same ``risk.scores``): every rhythm detection of the
   scorer is an alarm as soon as it appears, with no quality gating, pulse corroboration, minimum duration or
   clearing delay (consecutive windows with the detection are one alarm); atrial fibrillation from a single
@@ -70,9 +72,8 @@ from streams.stack import local_stack
 
 log = logging.getLogger(__name__)
 
-#: Alarm kinds judged, in report order. ``ventricular_fibrillation`` has reference episodes only: the ECG
-#: processing has no flutter/fibrillation detector, so those episodes count as detected through any
-#: life-threatening rhythm alarm.
+#: Alarm kinds judged, in report order. A flutter/fibrillation episode counts as detected through any
+#: life-threatening rhythm alarm (they call for the same immediate response).
 KINDS: Final = (
     "asystole",
     "ventricular_fibrillation",
@@ -318,11 +319,16 @@ def _overlaps(a: Span, b: Span) -> bool:
 def judge(reference: Sequence[Span], alarms: Sequence[Span]) -> dict[str, Tally]:
     """Per kind: reference episodes detected (with delays) and alarms true or false, on one recording."""
     vf = [r for r in reference if r.kind == "ventricular_fibrillation"]
+    vt = [r for r in reference if r.kind == "ventricular_tachycardia"]
     out = {kind: Tally() for kind in KINDS}
     true_alarms: list[Span] = []
     for a in alarms:
         same = [r for r in reference if r.kind == a.kind]
-        is_true = any(_overlaps(a, r) for r in same) or (a.kind in LETHAL and any(_overlaps(a, r) for r in vf))
+        is_true = (
+            any(_overlaps(a, r) for r in same)
+            or (a.kind in LETHAL and any(_overlaps(a, r) for r in vf))
+            or (a.kind == "ventricular_fibrillation" and any(_overlaps(a, r) for r in vt))
+        )
         out[a.kind].alarms += 1
         if is_true:
             out[a.kind].true_alarms += 1
@@ -543,14 +549,8 @@ def evaluate(
 
 def _all(tallies: Mapping[str, Tally]) -> Tally:
     total = Tally()
-    for kind, t in tallies.items():
-        if kind != "ventricular_fibrillation":  # its episodes are answered by the other kinds' alarms
-            total.add(t)
-        else:
-            total.reference += t.reference
-            total.below_definition += t.below_definition
-            total.detected += t.detected
-            total.delays_s += t.delays_s
+    for t in tallies.values():
+        total.add(t)
     return total
 
 

@@ -7,7 +7,8 @@ change of state of an episode: the ``alerts`` topic is the audit trail.
 **Conditions.** :func:`conditions` reads a score into the condition of every alarm kind (:data:`RULES`):
 
 * physiological, from the rhythm detections of the score (PhysioNet/CinC 2015 definitions, Clifford et al.
-  2015: asystole, extreme bradycardia, extreme tachycardia, ventricular tachycardia), from the RR irregularity
+  2015: asystole, extreme bradycardia, extreme tachycardia, ventricular tachycardia, ventricular
+  flutter/fibrillation), from the RR irregularity
   (atrial fibrillation, :data:`AF_IRREGULARITY`), from NEWS2 (RCP 2017: total >= 5 urgent, >= 7 emergency,
   a single parameter scoring 3) and from the model's risk;
 * technical: signal lost, poor ECG quality or lead off, stale vitals; the pipeline stalling is raised by
@@ -22,9 +23,8 @@ change of state of an episode: the ``alerts`` topic is the audit trail.
 * when the monitor sends an arterial-pressure or pleth waveform (``pulse_rate_bpm`` in the score), a rate
   alarm whose pulse rate disagrees (beyond the IEC 60601-2-27 heart-rate accuracy, +-10 % or 5 bpm) is
   suppressed, whatever the ECG quality;
-* **asystole is never suppressed** by poor quality; only a pulse waveform showing a perfusing pulse
-  (``pulse_rate_bpm`` >= :data:`PERFUSING_PULSE_BPM`) suppresses it (the same rule would hold for VF, which
-  the ECG processing does not detect yet).
+* **asystole and ventricular fibrillation are never suppressed** by poor quality; only a pulse waveform
+  showing a perfusing pulse (``pulse_rate_bpm`` >= :data:`PERFUSING_PULSE_BPM`) suppresses them.
 
 **Episodes and states** (IEC 60601-1-8; IHE PCD ACM phases): a condition that holds for its rule's
 ``confirm_s`` opens an episode in state ``active``; unacknowledged past ``escalate_s`` it becomes ``escalated``;
@@ -120,6 +120,7 @@ RULES: Final[Mapping[str, Rule]] = {
     r.kind: r
     for r in (
         _rule("asystole", "physiological", Priority.HIGH, 0, 10, "Asystole: no QRS for 4 s or more"),
+        _rule("ventricular_fibrillation", "physiological", Priority.HIGH, 0, 10, "Ventricular fibrillation/flutter"),
         _rule("ventricular_tachycardia", "physiological", Priority.HIGH, 0, 10, "Ventricular tachycardia"),
         _rule("extreme_bradycardia", "physiological", Priority.HIGH, 0, 10, "Extreme bradycardia (< 40 /min)"),
         _rule("extreme_tachycardia", "physiological", Priority.HIGH, 0, 10, "Extreme tachycardia (> 140 /min)"),
@@ -140,6 +141,9 @@ RULES: Final[Mapping[str, Rule]] = {
 _RATE_KINDS: Final = {"extreme_bradycardia": (40.0, "below"), "extreme_tachycardia": (140.0, "above"),
                       "ventricular_tachycardia": (100.0, "above")}  # fmt: skip
 
+
+#: Kinds that poor ECG quality never holds back: only a perfusing pulse on a pulse waveform suppresses them.
+_NEVER_SUPPRESSED: Final = ("asystole", "ventricular_fibrillation")
 
 #: A kind that is not raised while the kind it maps to has an open episode.
 _SUPERSEDED_BY: Final = {"news2_urgent": "news2_emergency"}
@@ -254,10 +258,11 @@ def conditions(score: RiskScore, thresholds: Thresholds = Thresholds()) -> dict[
         elif quality < MIN_ECG_QUALITY:
             c.present, c.suppressed = False, True
             c.evidence["suppressed"] = f"ECG quality {quality:.2f} < {MIN_ECG_QUALITY}"
-    asystole = out["asystole"]
-    if asystole.present and pulse is not None and pulse >= PERFUSING_PULSE_BPM:
-        asystole.present, asystole.suppressed = False, True
-        asystole.evidence.update(pulse_rate_bpm=pulse, suppressed="pulse waveform shows a perfusing pulse")
+    for kind in _NEVER_SUPPRESSED:
+        c = out[kind]
+        if c.present and pulse is not None and pulse >= PERFUSING_PULSE_BPM:
+            c.present, c.suppressed = False, True
+            c.evidence.update(pulse_rate_bpm=pulse, suppressed="pulse waveform shows a perfusing pulse")
     irregularity = score.scores.get("rr_irregularity")
     if has_ecg and irregularity is not None and irregularity > AF_IRREGULARITY:
         out["atrial_fibrillation"] = Condition(True, end, {"rr_irregularity": irregularity})
@@ -284,8 +289,8 @@ def _tolerance(limit: float) -> tuple[float, float]:
 #: Kinds read from the ECG: a score without ECG (a vitals-only score after the signal was lost) neither
 #: raises nor clears them.
 _ECG_KINDS: Final = frozenset(
-    {"asystole", "ventricular_tachycardia", "extreme_bradycardia", "extreme_tachycardia", "atrial_fibrillation",
-     "signal_lost", "ecg_quality"}
+    {"asystole", "ventricular_fibrillation", "ventricular_tachycardia", "extreme_bradycardia", "extreme_tachycardia",
+     "atrial_fibrillation", "signal_lost", "ecg_quality"}
 )  # fmt: skip
 
 

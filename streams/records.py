@@ -181,7 +181,12 @@ class DetectionRecord(Record):
     """A condition found in a window, for the alert logic: a rhythm condition or a technical one."""
 
     kind: Literal[
-        "asystole", "extreme_bradycardia", "extreme_tachycardia", "ventricular_tachycardia", "signal_lost"
+        "asystole",
+        "extreme_bradycardia",
+        "extreme_tachycardia",
+        "ventricular_tachycardia",
+        "ventricular_fibrillation",
+        "signal_lost",
     ] = Field(description="PhysioNet/CinC 2015 alarm condition, or `signal_lost` (the waveform stopped).")
     category: Literal["physiological", "technical"]
     onset_time: AwareDatetime = Field(description="When the condition began (event time).")

@@ -9,7 +9,9 @@ Extreme tachycardia          Heart rate higher than 140 bpm for 17 consecutive b
 Ventricular tachycardia      5 or more ventricular beats with heart rate higher than 100 bpm
 ===========================  ==========================================================
 
-(Ventricular flutter/fibrillation is a waveform condition, not a beat condition, and is not here.)
+Ventricular flutter/fibrillation ("fibrillatory or flutter waveform for at least 4 s" in the same table) is a
+waveform condition, not a beat condition: :func:`detect_fibrillation` finds it on the ECG itself with the
+VF filter of Kuo & Dillman (:func:`models.signal.vf_filter_leakage`).
 
 Sources:
     G. D. Clifford, I. Silva, B. Moody, Q. Li, D. Kella, A. Shahin, T. Kooistra, D. Perry, R. G. Mark,
@@ -62,7 +64,11 @@ from typing import Any, Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-RhythmKind = Literal["asystole", "extreme_bradycardia", "extreme_tachycardia", "ventricular_tachycardia"]
+from models.signal import VF_MAX_LEAKAGE, VF_RATE_BPM, VF_SEGMENT_S, VF_STEP_S, vf_filter_leakage
+
+RhythmKind = Literal[
+    "asystole", "extreme_bradycardia", "extreme_tachycardia", "ventricular_tachycardia", "ventricular_fibrillation"
+]
 
 #: Asystole: no QRS for at least this long (s).
 ASYSTOLE_PAUSE_S: Final = 4.0
@@ -307,6 +313,69 @@ def _rate_runs(
                     "rr_max_s": round(float(episode_rr.max()), _EVIDENCE_DECIMALS),
                     "threshold_bpm": threshold_bpm,
                     "criterion": criterion,
+                },
+            )
+        )
+    return out
+
+
+def detect_fibrillation(
+    ecg: NDArray[np.floating[Any]], sampling_rate: float, missing: NDArray[np.bool_]
+) -> list[Detection]:
+    """Ventricular flutter/fibrillation in one ECG lead: a fibrillatory or flutter waveform for at least 4 s.
+
+    The lead is cut into :data:`models.signal.VF_SEGMENT_S` segments every :data:`models.signal.VF_STEP_S`;
+    a segment is fibrillatory when its VF-filter leakage (Kuo & Dillman 1978) is below
+    :data:`models.signal.VF_MAX_LEAKAGE` and the wave rate it implies is within
+    :data:`models.signal.VF_RATE_BPM`. Segments with a missing sample are not judged (a gap is never
+    fibrillation). Fibrillatory segments that overlap form one episode, from the start of its first segment
+    to the end of its last, so every episode lasts at least the segment length, the 4 s of the definition.
+    A segment whose waves are mostly fibrillatory already counts, so an episode's onset can lead the
+    waveform's by up to about half a segment (2 s).
+
+    Args:
+        ecg: One lead, band-passed, mV, shape ``(time,)``.
+        sampling_rate: Hz.
+        missing: Per sample, True where it is missing, shape ``(time,)``.
+
+    Returns:
+        The episodes, ordered by onset, times in seconds from the start of ``ecg``; evidence ``leakage`` (the
+        lowest of the episode's segments), ``wave_rate_bpm`` (median over its fibrillatory segments),
+        ``segments``, ``threshold``, ``criterion``.
+    """
+    seg, step = round(VF_SEGMENT_S * sampling_rate), round(VF_STEP_S * sampling_rate)
+    if len(ecg) < seg:
+        return []
+    starts = np.arange(0, len(ecg) - seg + 1, step)
+    idx = starts[:, None] + np.arange(seg)
+    judged = ~missing[idx].any(axis=1)
+    if not judged.any():
+        return []
+    leakage = np.ones(len(starts))
+    rate = np.zeros(len(starts))
+    leakage[judged], rate[judged] = vf_filter_leakage(np.asarray(ecg, np.float64)[idx[judged]], sampling_rate)
+    fibrillatory = judged & (leakage < VF_MAX_LEAKAGE) & (rate >= VF_RATE_BPM[0]) & (rate <= VF_RATE_BPM[1])
+    found = np.flatnonzero(fibrillatory)
+    if found.size == 0:
+        return []
+    # segments overlap when their starts are less than a segment apart
+    breaks = np.flatnonzero(np.diff(starts[found]) >= seg) + 1
+    out = []
+    for group in np.split(found, breaks):
+        out.append(
+            Detection(
+                "ventricular_fibrillation",
+                float(starts[group[0]] / sampling_rate),
+                float((starts[group[-1]] + seg) / sampling_rate),
+                {
+                    "leakage": round(float(leakage[group].min()), _EVIDENCE_DECIMALS),
+                    "wave_rate_bpm": round(float(np.median(rate[group])), 1),
+                    "segments": int(len(group)),
+                    "threshold": VF_MAX_LEAKAGE,
+                    "criterion": (
+                        f"VF-filter leakage < {VF_MAX_LEAKAGE:g} at {VF_RATE_BPM[0]:g}-{VF_RATE_BPM[1]:g} waves/min "
+                        f"over {VF_SEGMENT_S:g} s"
+                    ),
                 },
             )
         )

@@ -31,7 +31,7 @@ from models.signal import (
 )
 from streams.align import AlignedSample
 from streams.news2 import News2Result, news2, news2_inputs_from_vitals
-from streams.rhythm import VT_BEATS, VT_BPM, Detection, detect_rhythms
+from streams.rhythm import VT_BEATS, VT_BPM, Detection, detect_fibrillation, detect_rhythms
 from streams.windows import EcgWindow
 
 #: A window whose best lead has a signal-quality index below this gives no heart rate or RR features to the
@@ -194,6 +194,9 @@ def _window_features(
     feats.rr = rr_features(beats_s)
     span = (0.0, clean.shape[1] / fs)
     feats.detections = detect_rhythms(beats_s, ventricular, span, _missing_intervals(lead_missing, fs))
+    fibrillation = detect_fibrillation(clean[best], fs, lead_missing)
+    if fibrillation:
+        feats.detections = sorted(feats.detections + fibrillation, key=lambda d: (d.onset_s, d.kind))
     for d in feats.detections:
         d.evidence.update(lead=feats.lead, signal_quality=round(feats.quality, 3))
     return feats
@@ -229,9 +232,15 @@ def window_pulse_rate(w: EcgWindow | None) -> float | None:
 
 
 #: Points a rhythm condition adds to the rule score, on the NEWS2 scale (3 = the weight NEWS2 gives a single
-#: extreme parameter, RCP 2017). Asystole, VT and the extreme rates are the PhysioNet/CinC 2015 life-threatening
+#: extreme parameter, RCP 2017). Asystole, VF, VT and the extreme rates are the PhysioNet/CinC 2015 life-threatening
 #: alarm conditions (Clifford et al. 2015), hence the maximum single-parameter weight.
-RHYTHM_POINTS = {"asystole": 3, "ventricular_tachycardia": 3, "extreme_bradycardia": 3, "extreme_tachycardia": 3}
+RHYTHM_POINTS = {
+    "asystole": 3,
+    "ventricular_fibrillation": 3,
+    "ventricular_tachycardia": 3,
+    "extreme_bradycardia": 3,
+    "extreme_tachycardia": 3,
+}
 
 #: RR irregularity above which one point is added (an irregular rhythm such as atrial fibrillation); the index
 #: and its threshold are those of :func:`models.signal.rr_features` (documented there).
@@ -257,7 +266,7 @@ class RuleScorer:
     """
 
     name = "rules"
-    version = "1.1.0"
+    version = "1.2.0"
 
     def __init__(self, mains_hz: float = 50.0) -> None:
         """Make the scorer; ``mains_hz`` is the mains frequency notched out of the ECG."""

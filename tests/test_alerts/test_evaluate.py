@@ -92,6 +92,17 @@ def test_judge_counts_true_false_and_missed_with_delays() -> None:
     assert vt.summary(hours=2.0)["false_alarms_per_patient_hour"] == 0.5
 
 
+def test_a_vf_alarm_is_true_during_vf_or_vt_and_false_elsewhere() -> None:
+    reference = [Span("ventricular_tachycardia", 100, 103, expected=False), Span("ventricular_fibrillation", 500, 530)]
+    alarms = [
+        Span("ventricular_fibrillation", 99, 104, raised=103),  # during a (short) VT run: same response
+        Span("ventricular_fibrillation", 505, 520, raised=509),  # during flutter: true, answers it
+        Span("ventricular_fibrillation", 300, 304, raised=304),  # false
+    ]
+    vf = judge(reference, alarms)["ventricular_fibrillation"]
+    assert (vf.reference, vf.detected, vf.alarms, vf.true_alarms, vf.delays_s) == (1, 1, 3, 2, [9])
+
+
 def test_an_alarm_on_before_the_onset_has_no_delay_and_tolerance_is_five_seconds() -> None:
     reference = [Span("extreme_tachycardia", 100, 130)]
     assert judge(reference, [Span("extreme_tachycardia", 90, 140, raised=96)])["extreme_tachycardia"].delays_s == [0.0]

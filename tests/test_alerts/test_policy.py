@@ -139,13 +139,15 @@ def test_an_acknowledged_alarm_resolves_when_its_condition_clears_and_a_user_can
     assert on_ack(st2, ack(first.alert_id, 13))[1] == []  # a resolved episode takes no more actions
 
 
-def test_asystole_is_never_suppressed_by_poor_quality_only_by_a_pulse() -> None:
+@pytest.mark.parametrize("kind", ["asystole", "ventricular_fibrillation"])
+def test_asystole_and_vf_are_never_suppressed_by_poor_quality_only_by_a_pulse(kind: str) -> None:
     st = PatientAlerts("p1")
-    assert states(run(st, score(10, [("asystole", 5)], quality=0.05))) == ["active"]
+    raised = run(st, score(10, [(kind, 5)], quality=0.05))
+    assert states(raised) == ["active"] and raised[0].priority.value == "high"
     st = PatientAlerts("p1")
-    assert run(st, score(10, [("asystole", 5)], quality=0.05, pulse_rate_bpm=72.0)) == []
+    assert run(st, score(10, [(kind, 5)], quality=0.05, pulse_rate_bpm=72.0)) == []
     st = PatientAlerts("p1")  # a pulse waveform without a perfusing pulse confirms it
-    assert states(run(st, score(10, [("asystole", 5)], quality=0.9, pulse_rate_bpm=0.0))) == ["active"]
+    assert states(run(st, score(10, [(kind, 5)], quality=0.9, pulse_rate_bpm=0.0))) == ["active"]
 
 
 def test_rate_alarms_wait_for_readable_ecg_and_follow_the_pulse_when_there_is_one() -> None:

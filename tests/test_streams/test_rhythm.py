@@ -11,7 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.rhythm import Detection, detect_rhythms
+from models.signal import VF_MAX_LEAKAGE, vf_filter_leakage
+from streams.rhythm import Detection, detect_fibrillation, detect_rhythms
+from streams.scoring import EcgFeatures, ecg_features
+from streams.windows import EcgWindow
 
 EPOCH = 1_800_000_000.0  # a wall-clock time axis: float64 resolution there is ~0.2 us
 
@@ -394,3 +397,110 @@ def test_sliding_10_s_windows_every_2_s_find_each_whole_record_episode_with_the_
             i = int(np.searchsorted(rec.beats, d.onset_s))
             if rec.beats[i + n - 1] - d.onset_s <= 8.0:  # the first qualifying run fits a window on the 2-s grid
                 assert (d.kind, d.onset_s) in seen, (rec.record, d)
+
+
+# ------------------------------------------------------------------------------- flutter / fibrillation
+
+FS = 250.0
+
+
+def sine(freq_hz: float, seconds: float = 10.0, amplitude_mv: float = 0.5) -> np.ndarray:
+    return amplitude_mv * np.sin(2 * np.pi * freq_hz * np.arange(round(seconds * FS)) / FS)
+
+
+def qrs_train(rate_bpm: float, seconds: float = 10.0) -> np.ndarray:
+    """Narrow (sigma 10 ms) 1-mV complexes on a flat baseline: what sinus rhythm looks like to the VF filter."""
+    t = np.arange(round(seconds * FS)) / FS
+    return sum(np.exp(-0.5 * ((t - b) / 0.01) ** 2) for b in np.arange(0.3, seconds, 60.0 / rate_bpm))
+
+
+@pytest.mark.parametrize("freq_hz", [3.0, 4.5, 6.0, 8.0])
+def test_the_vf_filter_passes_almost_nothing_of_a_sinusoid_and_reads_its_rate(freq_hz):
+    leakage, rate = vf_filter_leakage(sine(freq_hz, 4.0)[None, :], FS)
+    assert leakage[0] < 0.1
+    assert rate[0] == pytest.approx(60 * freq_hz, rel=0.05)
+
+
+@pytest.mark.parametrize("rate_bpm", [60.0, 100.0, 150.0])
+def test_the_vf_filter_leaks_narrow_qrs_complexes(rate_bpm):
+    leakage, _ = vf_filter_leakage(qrs_train(rate_bpm, 4.0)[None, :], FS)
+    assert leakage[0] > VF_MAX_LEAKAGE
+
+
+def test_fibrillation_is_a_sinusoid_like_waveform_in_the_vf_rate_band_for_at_least_4_s():
+    none = np.zeros(round(10 * FS), bool)
+    found = detect_fibrillation(sine(5.0), FS, none)
+    assert [(d.kind, d.onset_s, d.end_s) for d in found] == [("ventricular_fibrillation", 0.0, 10.0)]
+    assert found[0].evidence["wave_rate_bpm"] == pytest.approx(300, rel=0.05)
+    assert found[0].evidence["segments"] == 7
+    for slow_or_fast in (1.0, 2.0, 10.0):  # 60, 120 and 600 waves a minute: outside 150-500
+        assert detect_fibrillation(sine(slow_or_fast), FS, none) == []
+    assert detect_fibrillation(qrs_train(180.0), FS, none) == []
+    assert detect_fibrillation(np.zeros(round(10 * FS)), FS, none) == []  # a flat line is asystole's business
+    late = np.concatenate([qrs_train(75.0, 5.0), sine(5.0, 5.0)])  # flutter from 5 s
+    ((onset, end),) = [(d.onset_s, d.end_s) for d in detect_fibrillation(late, FS, none)]
+    assert 3.0 <= onset <= 5.0 and end == 10.0  # a segment mostly of flutter waves counts: up to 2 s early
+    assert detect_fibrillation(sine(5.0, 3.9), FS, np.zeros(round(3.9 * FS), bool)) == []  # shorter than 4 s
+
+
+def test_missing_signal_is_never_fibrillation():
+    x = sine(5.0)
+    gaps = np.zeros(len(x), bool)
+    gaps[::750] = True  # one missing sample every 3 s: every 4-s segment holds one
+    assert detect_fibrillation(x, FS, gaps) == []
+    gaps[:] = False
+    gaps[: round(2 * FS)] = True  # signal from 2 s: segments from 2 s on are judged
+    assert [(d.onset_s, d.end_s) for d in detect_fibrillation(x, FS, gaps)] == [(2.0, 10.0)]
+
+
+@pytest.fixture(scope="module")
+def mitdb_windows(data_dir: Path) -> dict[str, tuple[list[EcgFeatures], list[tuple[str, float, float]]]]:
+    """Per record, the live scorer's features of every 10-s window (2-s hop, 250 Hz, both leads), and the
+    annotated flutter/fibrillation (``[``..``]``) and VT (``(VT``) episodes, seconds."""
+    wfdb = pytest.importorskip("wfdb")
+    from scipy.signal import resample_poly
+
+    out = {}
+    for record in ("104", "108", "203", "207", "223"):  # paced; noisy; multiform PVCs and AF; VF/flutter; VT
+        path = str(data_dir / "mitdb" / record)
+        x = resample_poly(wfdb.rdrecord(path).p_signal.T, 25, 36, axis=1).astype(np.float32)
+        ann = wfdb.rdann(path, "atr")
+        times = np.asarray(ann.sample) / ann.fs
+        episodes, opened = [], None
+        for t, sym in zip(times, ann.symbol, strict=True):
+            if sym == "[":
+                opened = float(t)
+            elif sym == "]" and opened is not None:
+                episodes.append(("VF", opened, float(t)))
+                opened = None
+        changes = [
+            (float(t), n.rstrip("\x00")) for t, s, n in zip(times, ann.symbol, ann.aux_note, strict=True) if s == "+"
+        ]
+        for (t, label), (t_next, _) in zip(changes, [*changes[1:], (RECORD_S, "")], strict=True):
+            if label == "(VT":
+                episodes.append(("VT", t, t_next))
+        windows = [
+            EcgWindow(record, 0, 10_000_000, FS, (("a", "ecg"), ("b", "ecg")), x[:, s : s + 2500], "stream", 0.0)
+            for s in range(0, x.shape[1] - 2500 + 1, 500)
+        ]
+        out[record] = ([f for i in range(0, len(windows), 256) for f in ecg_features(windows[i : i + 256])], episodes)
+    return out
+
+
+def test_on_mitdb_fibrillation_is_found_only_in_annotated_flutter_or_vt_and_in_every_long_flutter_episode(
+    mitdb_windows,
+):
+    for record, (features, episodes) in mitdb_windows.items():
+        found = [
+            (2.0 * i + d.onset_s, 2.0 * i + d.end_s)
+            for i, f in enumerate(features)
+            for d in f.detections
+            if d.kind == "ventricular_fibrillation"
+        ]
+        for a, b in found:  # within an annotated episode, give or take the 5-s matching tolerance
+            assert any(a <= end + 5.0 and b >= start - 5.0 for _, start, end in episodes), (record, a, b)
+        for kind, start, end in episodes:
+            if kind == "VF" and end - start >= 10.0:
+                assert any(a <= end and b >= start for a, b in found), (record, start, end)
+        if record != "207":
+            assert found == [], record  # the only flutter in these records is 207's
