@@ -483,9 +483,9 @@ def vf_filter_leakage(segments: np.ndarray, sampling_rate: float) -> tuple[np.nd
     half = np.floor(np.pi * mass / np.where(flat, 1.0, slope) + 0.5).astype(np.int64)
     half = np.clip(half, 1, n_samples - 1)
     leakage = np.ones(len(x))
-    for k in np.flatnonzero(~flat):
-        h = half[k]
-        a, b = x[k, h:], x[k, :-h]
-        denom = np.abs(a).sum() + np.abs(b).sum()
-        leakage[k] = np.abs(a + b).sum() / denom if denom > 0 else 1.0
+    for h in np.unique(half[~flat]):  # segments of one half period at a time: plain slices, no gather
+        rows = np.flatnonzero((half == h) & ~flat)
+        a, b = x[rows, h:], x[rows, :-h]
+        total = np.abs(a).sum(axis=1) + np.abs(b).sum(axis=1)
+        leakage[rows] = np.where(total > 0, np.abs(a + b).sum(axis=1) / np.where(total > 0, total, 1.0), 1.0)
     return leakage, 60.0 * sampling_rate / (2.0 * half)

@@ -322,61 +322,66 @@ def _rate_runs(
 def detect_fibrillation(
     ecg: NDArray[np.floating[Any]], sampling_rate: float, missing: NDArray[np.bool_]
 ) -> list[Detection]:
-    """Ventricular flutter/fibrillation in one ECG lead: a fibrillatory or flutter waveform for at least 4 s.
+    """Ventricular flutter/fibrillation in one ECG lead: :func:`detect_fibrillation_batch` of one row."""
+    return detect_fibrillation_batch(np.asarray(ecg)[None, :], sampling_rate, np.asarray(missing)[None, :])[0]
 
-    The lead is cut into :data:`models.signal.VF_SEGMENT_S` segments every :data:`models.signal.VF_STEP_S`;
+
+def detect_fibrillation_batch(
+    ecg: NDArray[np.floating[Any]], sampling_rate: float, missing: NDArray[np.bool_]
+) -> list[list[Detection]]:
+    """Ventricular flutter/fibrillation in ECG leads: a fibrillatory or flutter waveform for at least 4 s.
+
+    Each lead is cut into :data:`models.signal.VF_SEGMENT_S` segments every :data:`models.signal.VF_STEP_S`;
     a segment is fibrillatory when its VF-filter leakage (Kuo & Dillman 1978) is below
     :data:`models.signal.VF_MAX_LEAKAGE` and the wave rate it implies is within
     :data:`models.signal.VF_RATE_BPM`. Segments with a missing sample are not judged (a gap is never
     fibrillation). Fibrillatory segments that overlap form one episode, from the start of its first segment
     to the end of its last, so every episode lasts at least the segment length, the 4 s of the definition.
     A segment whose waves are mostly fibrillatory already counts, so an episode's onset can lead the
-    waveform's by up to about half a segment (2 s).
+    waveform's by up to about half a segment (2 s). All segments of all leads are filtered in one pass.
 
     Args:
-        ecg: One lead, band-passed, mV, shape ``(time,)``.
+        ecg: Leads, band-passed, mV, shape ``(leads, time)`` (one lead per window, say).
         sampling_rate: Hz.
-        missing: Per sample, True where it is missing, shape ``(time,)``.
+        missing: Per sample, True where it is missing, shape ``(leads, time)``.
 
     Returns:
-        The episodes, ordered by onset, times in seconds from the start of ``ecg``; evidence ``leakage`` (the
-        lowest of the episode's segments), ``wave_rate_bpm`` (median over its fibrillatory segments),
-        ``segments``, ``threshold``, ``criterion``.
+        Per lead, its episodes, ordered by onset, times in seconds from the start of ``ecg``; evidence
+        ``leakage`` (the lowest of the episode's segments), ``wave_rate_bpm`` (median over its fibrillatory
+        segments), ``segments``, ``threshold``, ``criterion``.
     """
     seg, step = round(VF_SEGMENT_S * sampling_rate), round(VF_STEP_S * sampling_rate)
-    if len(ecg) < seg:
-        return []
-    starts = np.arange(0, len(ecg) - seg + 1, step)
-    idx = starts[:, None] + np.arange(seg)
-    judged = ~missing[idx].any(axis=1)
+    out: list[list[Detection]] = [[] for _ in range(len(ecg))]
+    if ecg.shape[1] < seg:
+        return out
+    segments = np.lib.stride_tricks.sliding_window_view(ecg, seg, axis=1)[:, ::step]  # (leads, k, seg)
+    judged = ~np.lib.stride_tricks.sliding_window_view(missing, seg, axis=1)[:, ::step].any(axis=2)
     if not judged.any():
-        return []
-    leakage = np.ones(len(starts))
-    rate = np.zeros(len(starts))
-    leakage[judged], rate[judged] = vf_filter_leakage(np.asarray(ecg, np.float64)[idx[judged]], sampling_rate)
+        return out
+    leakage = np.ones(judged.shape)
+    rate = np.zeros(judged.shape)
+    leakage[judged], rate[judged] = vf_filter_leakage(segments[judged].astype(np.float64), sampling_rate)
     fibrillatory = judged & (leakage < VF_MAX_LEAKAGE) & (rate >= VF_RATE_BPM[0]) & (rate <= VF_RATE_BPM[1])
-    found = np.flatnonzero(fibrillatory)
-    if found.size == 0:
-        return []
-    # segments overlap when their starts are less than a segment apart
-    breaks = np.flatnonzero(np.diff(starts[found]) >= seg) + 1
-    out = []
-    for group in np.split(found, breaks):
-        out.append(
-            Detection(
-                "ventricular_fibrillation",
-                float(starts[group[0]] / sampling_rate),
-                float((starts[group[-1]] + seg) / sampling_rate),
-                {
-                    "leakage": round(float(leakage[group].min()), _EVIDENCE_DECIMALS),
-                    "wave_rate_bpm": round(float(np.median(rate[group])), 1),
-                    "segments": int(len(group)),
-                    "threshold": VF_MAX_LEAKAGE,
-                    "criterion": (
-                        f"VF-filter leakage < {VF_MAX_LEAKAGE:g} at {VF_RATE_BPM[0]:g}-{VF_RATE_BPM[1]:g} waves/min "
-                        f"over {VF_SEGMENT_S:g} s"
-                    ),
-                },
+    criterion = (
+        f"VF-filter leakage < {VF_MAX_LEAKAGE:g} at {VF_RATE_BPM[0]:g}-{VF_RATE_BPM[1]:g} waves/min "
+        f"over {VF_SEGMENT_S:g} s"
+    )
+    for lead in np.flatnonzero(fibrillatory.any(axis=1)):
+        found = np.flatnonzero(fibrillatory[lead])
+        # segments overlap when their starts are less than a segment apart
+        for group in np.split(found, np.flatnonzero(np.diff(found) * step >= seg) + 1):
+            out[lead].append(
+                Detection(
+                    "ventricular_fibrillation",
+                    float(group[0] * step / sampling_rate),
+                    float((group[-1] * step + seg) / sampling_rate),
+                    {
+                        "leakage": round(float(leakage[lead, group].min()), _EVIDENCE_DECIMALS),
+                        "wave_rate_bpm": round(float(np.median(rate[lead, group])), 1),
+                        "segments": int(len(group)),
+                        "threshold": VF_MAX_LEAKAGE,
+                        "criterion": criterion,
+                    },
+                )
             )
-        )
     return out

@@ -31,7 +31,7 @@ from models.signal import (
 )
 from streams.align import AlignedSample
 from streams.news2 import News2Result, news2, news2_inputs_from_vitals
-from streams.rhythm import VT_BEATS, VT_BPM, Detection, detect_fibrillation, detect_rhythms
+from streams.rhythm import VT_BEATS, VT_BPM, Detection, detect_fibrillation_batch, detect_rhythms
 from streams.windows import EcgWindow
 
 #: A window whose best lead has a signal-quality index below this gives no heart rate or RR features to the
@@ -150,18 +150,30 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
         clean = np.where(missing, 0.0, filtered)
         peaks = ecg_detect_r_peaks_batch(clean, PROCESSING_RATE_HZ)
         quality = ecg_signal_quality(clean, PROCESSING_RATE_HZ, missing, peaks)
-        k = 0
-        for i, rows in members:
+        firsts = np.cumsum([0] + [len(rows) for _, rows in members[:-1]])
+        best = np.array(
+            [
+                first + np.argmax(quality[first : first + len(rows)])
+                for first, (_, rows) in zip(firsts, members, strict=True)
+            ]
+        )
+        fibrillation = detect_fibrillation_batch(clean[best], PROCESSING_RATE_HZ, missing[best])
+        for (i, rows), first, vf in zip(members, firsts, fibrillation, strict=True):
             w = windows[i]
             assert w is not None
-            part = slice(k, k + len(rows))
-            k += len(rows)
-            out[i] = _window_features(w, rows, clean[part], missing[part], peaks[part], quality[part])
+            part = slice(first, first + len(rows))
+            out[i] = _window_features(w, rows, clean[part], missing[part], peaks[part], quality[part], vf)
     return out
 
 
 def _window_features(
-    w: EcgWindow, rows: list[int], clean: np.ndarray, miss: np.ndarray, peaks: list[np.ndarray], quality: np.ndarray
+    w: EcgWindow,
+    rows: list[int],
+    clean: np.ndarray,
+    miss: np.ndarray,
+    peaks: list[np.ndarray],
+    quality: np.ndarray,
+    fibrillation: list[Detection],
 ) -> EcgFeatures:
     """Features of one window from its filtered ECG leads on the processing grid.
 
@@ -194,7 +206,6 @@ def _window_features(
     feats.rr = rr_features(beats_s)
     span = (0.0, clean.shape[1] / fs)
     feats.detections = detect_rhythms(beats_s, ventricular, span, _missing_intervals(lead_missing, fs))
-    fibrillation = detect_fibrillation(clean[best], fs, lead_missing)
     if fibrillation:
         feats.detections = sorted(feats.detections + fibrillation, key=lambda d: (d.onset_s, d.kind))
     for d in feats.detections:
