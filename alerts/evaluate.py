@@ -24,9 +24,10 @@ them), reads back ``risk.scores`` and ``alerts``, and judges the alarms of the r
   alarm during reference ventricular tachycardia (any annotated VT run, also one below the 2015 definition:
   a fast monomorphic VT is a sinusoid-like waveform too, and the response is the same); otherwise false. An
   expected episode is detected when a true alarm of its kind overlaps it (flutter/fibrillation: any
-  life-threatening rhythm alarm); its delay is from the episode's onset to the first such alarm being raised
-  (zero when one was already on). Sensitivity = detected / reference episodes; positive predictive value =
-  true / all alarms; alarms and false alarms per patient-hour.
+  life-threatening rhythm alarm; ventricular tachycardia: also a flutter/fibrillation alarm); its delay is
+  from the episode's onset to the first such alarm being raised (zero when one was already on). Sensitivity
+  = detected / reference episodes; positive predictive value = true / all alarms; alarms and false alarms
+  per patient-hour.
 * **Naive baseline** (beside the policy, from the same ``risk.scores``): every rhythm detection of the
   scorer is an alarm as soon as it appears, with no quality gating, pulse corroboration, minimum duration or
   clearing delay (consecutive windows with the detection are one alarm); atrial fibrillation from a single
@@ -339,7 +340,10 @@ def judge(reference: Sequence[Span], alarms: Sequence[Span]) -> dict[str, Tally]
             tally.below_definition += 1
             continue
         tally.reference += 1
-        answering = {"ventricular_fibrillation": LETHAL}.get(r.kind, {r.kind})
+        answering = {
+            "ventricular_fibrillation": LETHAL,
+            "ventricular_tachycardia": {"ventricular_tachycardia", "ventricular_fibrillation"},
+        }.get(r.kind, {r.kind})
         hits = [a for a in true_alarms if a.kind in answering and _overlaps(a, r)]
         if hits:
             tally.detected += 1

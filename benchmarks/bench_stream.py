@@ -9,10 +9,12 @@ systems take the same load in turn:
     timestamp (the generator sets it to the chunk's end time) to receipt, is the transport floor.
 (b) ``naive``: a plain kafka-python consumer that handles one event at a time with the project's own pure
     functions (:class:`streams.ingest.Ingest`, :func:`streams.windows.add_chunk`, :func:`streams.align.align`)
-    and scores every window the moment it closes, alone, on the consuming thread, with the same scorer as the
-    worker (:func:`streams.app.build_scorer`: the learned model by default, ``CARDIOWATCH_SCORER=rules`` for
-    the rules), the model called with batches of one and no queueing delay and torch on one thread, as in
-    the worker's scoring process; its scores go to the bench-only topic :data:`NAIVE_SCORES`.
+    and scores every window the moment it closes, alone, while the consuming thread waits, with the same
+    scorer as the worker (:func:`streams.app.build_scorer`: the learned model by default,
+    ``CARDIOWATCH_SCORER=rules`` for the rules), the model called with batches of one and no queueing delay
+    and torch on one thread, as in the worker's scoring process; its scores go to the bench-only topic
+    :data:`NAIVE_SCORES`. It uses about one core; the worker uses two processes (its event loop and its
+    scoring process), so the ratio of (c) to (b) counts that second core with the batching and pipelining.
 (c) ``worker``: a fresh ``cardiowatch worker`` subprocess (fresh app id and consumer group) writing
     ``risk.scores``: batched scoring in a scoring process, off the event loop.
 

@@ -477,6 +477,8 @@ def vf_filter_leakage(segments: np.ndarray, sampling_rate: float) -> tuple[np.nd
     """
     x = segments - segments.mean(axis=1, keepdims=True)
     n_samples = x.shape[1]
+    if n_samples < 2:
+        return np.ones(len(x)), np.zeros(len(x))
     mass = np.abs(x).sum(axis=1)
     slope = np.abs(np.diff(x, axis=1)).sum(axis=1)
     flat = slope <= 0

@@ -16,9 +16,10 @@ The agents are thin; the logic is in pure modules:
   live when its folder changes; a shadow model's scores go to ``risk.scores.shadow``) or, with
   ``CARDIOWATCH_SCORER=rules``, the rule scorer alone (:class:`streams.scoring.RuleScorer`).
 
-**Delivery guarantee.** A waveform event is acknowledged only when no open window needs it any more, and a
-vitals or context event once its table entry is written; so a worker killed at any moment consumes again,
-on restart, every chunk of the windows it had not finished, rebuilds those windows, and scores them again.
+**Delivery guarantee.** A waveform event is acknowledged only when no open window needs it any more and the
+scores of every window that held it are published, and a vitals or context event once its table entry is
+written; so a worker killed at any moment consumes again, on restart, every chunk of the windows it had not
+finished scoring and publishing, rebuilds those windows, and scores them again.
 Scores are therefore delivered at least once, and every repeat of a window carries the same ``score_id``
 (patient, window end, scorer and version): consumers deduplicate on it.
 """
@@ -117,6 +118,18 @@ class VitalsTick:
     start_us: int
     end_us: int
     arrival_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """What the ingest agent hands the score agent: a closed window or vitals hop (or none), and tokens.
+
+    The tokens are the input events to acknowledge once this window's score, and every score before it, is
+    published: the chunks no open window needs any more.
+    """
+
+    window: EcgWindow | VitalsTick | None
+    tokens: tuple[Any, ...] = ()
 
 
 def _utc(us: int) -> datetime:
@@ -238,6 +251,12 @@ def build_scorer(settings: Settings) -> Scorer:
     return model(settings.model_dir, model(settings.shadow_model_dir) if settings.shadow_model_dir else None)
 
 
+#: Batches scored or being scored whose scores are not published yet (the pipeline's depth).
+PIPELINE_BATCHES = 2
+#: Longest wait, when the score agent stops, for the scores of the batches already submitted.
+DRAIN_S = 10.0
+
+
 @dataclass(slots=True)
 class Heartbeat:
     """What a monitor of the worker's own progress reads: when it last consumed an input event (wall time)."""
@@ -296,10 +315,14 @@ def create_app(
     tables = declare_tables(app)
 
     # ----------------------------------------------------------------------------------------- agents
-    async def send_windows(windows: Sequence[EcgWindow | VitalsTick]) -> None:
+    async def send_windows(windows: Sequence[EcgWindow | VitalsTick], released: Sequence[Any] = ()) -> None:
+        """Hand closed windows to the score agent; the released input events go with the last one (or alone)."""
         for w in windows:
             metrics.WINDOWS.labels(w.closed_by if isinstance(w, EcgWindow) else "vitals").inc()
-            await closed_windows.send(value=w)
+        items = [Closed(w) for w in windows[:-1]] + [Closed(windows[-1] if windows else None, tuple(released))]
+        for item in items:
+            if item.window is not None or item.tokens:
+                await closed_windows.send(value=item)
 
     async def route_dead_letter(event: EventT, fault: InvalidEvent) -> None:
         msg = event.message
@@ -340,9 +363,7 @@ def create_app(
                 if outcome.gap_s > 0:
                     metrics.GAPS.inc()
                     metrics.GAP_SECONDS.inc(outcome.gap_s)
-                for token in outcome.released:
-                    token.ack()
-                await send_windows(outcome.windows)
+                await send_windows(outcome.windows, outcome.released)
                 continue
             if isinstance(result, VitalsEvent):
                 tables.vitals[result.patient_id] = add_vitals(
@@ -361,10 +382,15 @@ def create_app(
                 )
             event.ack()
 
-    async def publish(scoring: asyncio.Queue[tuple[list[AlignedSample], asyncio.Future[Any]]]) -> None:
-        """Publish each batch's scores, in the order the batches were taken, as soon as they are ready."""
-        while True:
-            samples, future = await scoring.get()
+    Scoring = asyncio.Queue[tuple[list[AlignedSample], asyncio.Future[Any], list[Any]] | None]
+
+    async def publish(scoring: Scoring, slots: asyncio.Semaphore) -> None:
+        """Publish each batch's scores in the order the batches were taken, then acknowledge its input events.
+
+        Returns at the ``None`` that ends the queue, once every batch before it is published.
+        """
+        while (item := await scoring.get()) is not None:
+            samples, future, tokens = item
             payloads, shadow, seconds = await future
             metrics.SCORING_SECONDS.observe(seconds)
             for sample, payload in zip(samples, payloads, strict=True):
@@ -376,21 +402,29 @@ def create_app(
             for sample in samples:
                 metrics.EVENT_LATENCY.observe(now - sample.end_us / US)
                 metrics.ARRIVAL_LATENCY.observe(now - sample.arrival_s)
+            for token in tokens:
+                token.ack()
+            slots.release()
 
     async def score(stream: faust.StreamT) -> None:
         """Align closed windows with vitals and context, score them in batches off the loop, publish.
 
-        Scoring is pipelined: a batch is handed to the scoring process as soon as it is taken, while the
-        batch before it is still being scored or published, so the scoring process never waits for the event
-        loop's share (aligning, publishing); at most two batches are queued behind the one being published. A
-        failure to score or publish is raised in the agent.
+        Scoring is pipelined: a batch goes to the scoring process as soon as it is taken, while the batch
+        before it is still being published, so the scoring process does not wait for the event loop's share
+        (aligning, publishing). At most :data:`PIPELINE_BATCHES` batches are submitted and unpublished at a
+        time. When the agent stops, the batches already submitted are published before it returns (for at
+        most :data:`DRAIN_S`). A failure to score or publish is raised in the agent at its next batch.
         """
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(executor, score_batch, the_scorer, [])  # start and import before data flows
-        scoring: asyncio.Queue[tuple[list[AlignedSample], asyncio.Future[Any]]] = asyncio.Queue(maxsize=1)
-        publisher = asyncio.ensure_future(publish(scoring))
+        scoring: Scoring = asyncio.Queue()
+        slots = asyncio.Semaphore(PIPELINE_BATCHES)
+        publisher = asyncio.ensure_future(publish(scoring, slots))
+        slot: asyncio.Future[Any] | None = None
         try:
-            async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
+            async for closed in stream.take(settings.batch_size, within=settings.batch_within_s):
+                batch = [c.window for c in closed if c.window is not None]
+                tokens = [t for c in closed for t in c.tokens]
                 metrics.BATCH_SIZE.observe(len(batch))
                 samples = [
                     align(
@@ -406,14 +440,21 @@ def create_app(
                 ]
                 for sample, w in zip(samples, batch, strict=True):
                     sample.arrival_s = w.arrival_s
-                future = loop.run_in_executor(executor, score_batch, the_scorer, samples)
-                put = asyncio.ensure_future(scoring.put((samples, future)))
-                await asyncio.wait((put, publisher), return_when=asyncio.FIRST_COMPLETED)
-                if publisher.done():
-                    put.cancel()
-                    publisher.result()  # publishing failed: raise it here, in the agent
+                slot = asyncio.ensure_future(slots.acquire())
+                await asyncio.wait((slot, publisher), return_when=asyncio.FIRST_COMPLETED)
+                if not slot.done():
+                    publisher.result()  # the publisher ended before a slot freed: it failed; raise it here
+                scoring.put_nowait((samples, loop.run_in_executor(executor, score_batch, the_scorer, samples), tokens))
         finally:
-            publisher.cancel()
+            if slot is not None and not slot.done():
+                slot.cancel()
+            if not publisher.done():
+                scoring.put_nowait(None)
+                try:
+                    await asyncio.wait_for(asyncio.shield(publisher), DRAIN_S)
+                except Exception:
+                    log.exception("scores of the last batches not published")
+                    publisher.cancel()
 
     app.agent(inputs, name="ingest")(ingest_events)
     app.agent(closed_windows, name="score")(score)
@@ -424,12 +465,10 @@ def create_app(
         now = time.time()
         for patient_id, buf in list(buffers.items()):
             windows, released, lost = advance_wall(buf, window_config, now)
-            for token in released:
-                token.ack()
             if lost is not None:
                 metrics.SIGNAL_LOST.inc()
                 log.info("signal lost: %s silent for %.1f s", patient_id, lost.silent_s)
-            await send_windows(windows)
+            await send_windows(windows, released)
 
     async def loop_lag() -> None:
         """Measure how late the event loop wakes a sleeper (event-loop lag)."""

@@ -35,7 +35,9 @@ ARRIVAL_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 SCORING_SECONDS = Histogram(
-    "cardiowatch_scoring_seconds", "Wall time to score one batch, seconds.", buckets=_LATENCY_BUCKETS
+    "cardiowatch_scoring_seconds",
+    "Time the scoring process took over one batch (scoring and serialising; not queueing or transfer), seconds.",
+    buckets=_LATENCY_BUCKETS,
 )
 LOOP_LAG = Gauge("cardiowatch_event_loop_lag_seconds", "How late the event loop ran a timer that was due, seconds.")
 PATIENTS = Gauge("cardiowatch_patients", "Patients with waveform state in this worker.")

@@ -94,14 +94,16 @@ _CLOSES: Final = {_BEAT: "beat", _SPAN_END: "span_end", _GAP_START: "signal_lost
 
 @dataclass(frozen=True)
 class Detection:
-    """One episode of an alarm condition found in a window of beats.
+    """One episode of an alarm condition found in a window of beats or of ECG.
 
     Attributes:
-        kind: ``"asystole"``, ``"extreme_bradycardia"``, ``"extreme_tachycardia"`` or
-            ``"ventricular_tachycardia"``.
-        onset_s: Start, in seconds on the caller's time axis: the first beat of the first qualifying run, or
-            the start of the pause (the last beat before it, the span start, or the end of a gap).
-        end_s: End: the last beat of the last qualifying run, or the end of the pause.
+        kind: ``"asystole"``, ``"extreme_bradycardia"``, ``"extreme_tachycardia"``,
+            ``"ventricular_tachycardia"`` or ``"ventricular_fibrillation"``.
+        onset_s: Start, in seconds on the caller's time axis: the first beat of the first qualifying run, the
+            start of the pause (the last beat before it, the span start, or the end of a gap), or the start of
+            the first fibrillatory segment.
+        end_s: End: the last beat of the last qualifying run, the end of the pause, or the end of the last
+            fibrillatory segment.
         evidence: Plain JSON values that justify the detection (heart rate, beat count, pause length,
             criterion); see :func:`detect_rhythms`.
     """

@@ -53,7 +53,8 @@ class EcgFeatures:
         beats_s: Beat times, seconds from the window start.
         ventricular: Per beat, True when classed ventricular.
         rr: RR features (:func:`models.signal.rr_features`), empty when too few beats.
-        detections: Rhythm conditions (:func:`streams.rhythm.detect_rhythms`) found in the window.
+        detections: Rhythm conditions (:func:`streams.rhythm.detect_rhythms`) and flutter/fibrillation
+            (:func:`streams.rhythm.detect_fibrillation_batch`) found in the window.
     """
 
     lead: str | None = None

@@ -19,7 +19,8 @@ Faust's own windowed tables close windows by wall clock and have open bugs (faus
 update the buffer in place (a copy per chunk would cost more than the work itself) and return it.
 
 Each buffered chunk keeps an opaque ``token`` (the worker's Kafka event); a token comes back in
-``released`` once no open window needs its chunk, so the worker acknowledges the input offset only then.
+``released`` once no open window needs its chunk; the worker acknowledges the input offset once the scores
+of the windows that held it are published.
 After a crash, the uncommitted tail is consumed again and the buffer rebuilds itself from the topic.
 """
 

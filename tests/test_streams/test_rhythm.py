@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.signal import VF_MAX_LEAKAGE, vf_filter_leakage
-from streams.rhythm import Detection, detect_fibrillation, detect_rhythms
+from streams.rhythm import Detection, detect_fibrillation, detect_fibrillation_batch, detect_rhythms
 from streams.scoring import EcgFeatures, ecg_features
 from streams.windows import EcgWindow
 
@@ -504,3 +504,22 @@ def test_on_mitdb_fibrillation_is_found_only_in_annotated_flutter_or_vt_and_in_e
                 assert any(a <= end and b >= start for a, b in found), (record, start, end)
         if record != "207":
             assert found == [], record  # the only flutter in these records is 207's
+
+
+def test_the_batch_finds_fibrillation_per_window_whatever_the_other_windows_hold():
+    def window(x: np.ndarray, rate: float = FS) -> EcgWindow:
+        return EcgWindow("p", 0, 10_000_000, rate, (("II", "ecg"),), x[None, :].astype(np.float32), "stream", 0.0)
+
+    flutter, sinus = sine(5.0), qrs_train(75.0)
+    short = sine(5.0, 6.0)  # padded to the group's length with missing samples: judged on its 6 s only
+    resampled = 0.5 * np.sin(2 * np.pi * 5.0 * np.arange(5000) / 500.0)  # a 500-Hz monitor: a group of its own
+    features = ecg_features([window(flutter), window(sinus), None, window(short), window(resampled, 500.0)])
+    found = [
+        [(d.kind, d.onset_s, d.end_s) for d in f.detections if d.kind == "ventricular_fibrillation"] for f in features
+    ]
+    assert found[0] == [("ventricular_fibrillation", 0.0, 10.0)]
+    assert found[1] == [] and found[2] == []
+    assert found[3] == [("ventricular_fibrillation", 0.0, 6.0)]
+    assert found[4] == [("ventricular_fibrillation", 0.0, 10.0)]
+    rows = detect_fibrillation_batch(np.stack([flutter, sinus]), FS, np.zeros((2, len(flutter)), bool))
+    assert [len(r) for r in rows] == [1, 0]
