@@ -54,7 +54,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -389,11 +389,13 @@ def run_live(
     stretches of wall time, and the worker's silence watermark would close their windows early: the default
     speed leaves the worker headroom (the report counts windows closed by silence, which should be only the
     last of each recording). Event time starts in the past (:func:`streams.replay.parse_start`) so that it
-    never runs ahead of the clock; the run waits until every patient has a score for a window reaching the
-    end of its recording (the last windows are closed by the worker's silence watermark), then for the alerts
-    to settle.
+    never runs ahead of the clock, on the window grid (a multiple of the hop since the epoch), so every run
+    cuts each recording into the same windows whenever it starts; the run waits until every patient has a
+    score for a window reaching the end of its recording (the last windows are closed by the worker's
+    silence watermark), then for the alerts to settle.
     """
-    start = parse_start(None, speed, max(r.duration_s for r in recordings.values()))
+    earliest = parse_start(None, speed, max(r.duration_s for r in recordings.values())).timestamp()
+    start = datetime.fromtimestamp(earliest - earliest % settings.hop_s, UTC)
     scores: dict[str, list[dict[str, Any]]] = defaultdict(list)
     alerts: dict[str, list[dict[str, Any]]] = defaultdict(list)
     last_end: dict[str, float] = {}  # latest window end scored per patient, seconds from the start
