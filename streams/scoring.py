@@ -159,11 +159,13 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
             ]
         )
         fibrillation = detect_fibrillation_batch(clean[best], PROCESSING_RATE_HZ, missing[best])
-        for (i, rows), first, vf in zip(members, firsts, fibrillation, strict=True):
+        for (i, rows), first, lead, vf in zip(members, firsts, best, fibrillation, strict=True):
             w = windows[i]
             assert w is not None
             part = slice(first, first + len(rows))
-            out[i] = _window_features(w, rows, clean[part], missing[part], peaks[part], quality[part], vf)
+            out[i] = _window_features(
+                w, rows, clean[part], missing[part], peaks[part], quality[part], int(lead - first), vf
+            )
     return out
 
 
@@ -174,18 +176,20 @@ def _window_features(
     miss: np.ndarray,
     peaks: list[np.ndarray],
     quality: np.ndarray,
+    best: int,
     fibrillation: list[Detection],
 ) -> EcgFeatures:
     """Features of one window from its filtered ECG leads on the processing grid.
 
     Beats were detected once per lead, for the whole batch at once (missing samples as zeros; beats inside a
-    gap are dropped here), and the quality index reused them; the best lead's beats give the RR features and
-    rhythm conditions. Beats are classed (ventricular or not) only when the window holds a run fast enough
-    for ventricular tachycardia: the class matters for no other condition, and classing is the costliest step.
+    gap are dropped here), and the quality index reused them; the best lead's beats (row ``best``, of the
+    highest quality) give the RR features and rhythm conditions, and its flutter/fibrillation episodes
+    (``fibrillation``, found for the whole batch at once) join them. Beats are classed (ventricular or not)
+    only when the window holds a run fast enough for ventricular tachycardia: the class matters for no other
+    condition, and classing is the costliest step.
     """
     fs = float(PROCESSING_RATE_HZ)
     names = [w.channels[r][0] for r in rows]
-    best = int(np.argmax(quality))
     feats = EcgFeatures(
         lead=names[best],
         quality=float(quality[best]),
