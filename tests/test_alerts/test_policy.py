@@ -148,6 +148,9 @@ def test_asystole_and_vf_are_never_suppressed_by_poor_quality_only_by_a_pulse(ki
     assert run(st, score(10, [(kind, 5)], quality=0.05, pulse_rate_bpm=72.0)) == []
     st = PatientAlerts("p1")  # a pulse waveform without a perfusing pulse confirms it
     assert states(run(st, score(10, [(kind, 5)], quality=0.9, pulse_rate_bpm=0.0))) == ["active"]
+    # scores without ECG neither raise nor clear it; ECG without the condition latches it (unacknowledged, high)
+    assert run(st, *(score(t, modalities=("vitals",)) for t in range(12, 40, 2))) == []
+    assert states(run(st, *(score(t) for t in range(40, 54, 2)))) == ["latched"]
 
 
 def test_rate_alarms_wait_for_readable_ecg_and_follow_the_pulse_when_there_is_one() -> None:
