@@ -139,15 +139,19 @@ def _window_max(values: np.ndarray, before: int, after: int) -> np.ndarray:
     return ndimage.maximum_filter1d(values, size, axis=-1, mode="nearest", origin=before - size // 2)
 
 
-def _qrs_amplitude(leads: np.ndarray, peaks: np.ndarray, half: int) -> np.ndarray:
-    """Largest over leads of the peak-to-peak amplitude (mV) within +-half samples, straight line removed."""
+def _qrs_amplitude(leads: np.ndarray, lead_rows: np.ndarray, peaks: np.ndarray, half: int) -> np.ndarray:
+    """Per peak, the largest over its leads of the peak-to-peak amplitude (mV) within +-half samples.
+
+    A straight line through the segment is removed first. ``lead_rows`` holds each peak's rows of ``leads``
+    (``(peaks, k)``, -1 for none).
+    """
     offsets = np.arange(-half, half + 1)
     idx = np.clip(peaks[:, None] + offsets[None, :], 0, leads.shape[-1] - 1)
-    seg = leads[:, idx]  # (leads, beats, 2 * half + 1)
+    seg = leads[lead_rows.clip(0)[:, :, None], idx[:, None, :]]  # (peaks, k, 2 * half + 1)
     t = offsets.astype(np.float64)
     slope = (seg * t).sum(axis=-1, keepdims=True) / (t * t).sum()
     residual = seg - slope * t
-    return (residual.max(axis=-1) - residual.min(axis=-1)).max(axis=0)
+    return np.where(lead_rows >= 0, residual.max(axis=-1) - residual.min(axis=-1), -np.inf).max(axis=-1)
 
 
 def _detect_slope(
@@ -157,17 +161,20 @@ def _detect_slope(
 
     A group is one patient's leads: their envelopes are summed and a beat needs the amplitude floor on one of
     them. The filtering and the envelopes' running maxima run on every row at once, so many windows cost
-    little more than one; only picking the candidates is per group.
+    little more than one; only finding the envelope's local maxima is per group, the tests of the candidates
+    run on all of them at once.
     """
     n = leads.shape[-1]
     groups = [list(range(leads.shape[0]))] if groups is None else groups
+    if not groups:
+        return []
     if n < 2 * _half(SLOPE_SMOOTH_S, sampling_rate) + 16:  # too short for a QRS and the filter's padding
         return [np.zeros(0, dtype=np.int64) for _ in groups]
     band = _bandpass(leads, QRS_BAND_HZ, sampling_rate)
     per_row = ndimage.uniform_filter1d(
         np.abs(np.gradient(band, axis=-1)), _half(SLOPE_SMOOTH_S, sampling_rate), axis=-1, mode="nearest"
     )
-    envelopes = np.stack([per_row[rows].sum(axis=0) for rows in groups]) if groups else per_row[:0]
+    envelopes = np.stack([per_row[rows].sum(axis=0) for rows in groups])
     context = _half(CONTEXT_S, sampling_rate)
     before, after = _half(NEIGHBOUR_BEFORE_S, sampling_rate), _half(NEIGHBOUR_AFTER_S, sampling_rate)
     context_max = _window_max(envelopes, context, context)
@@ -175,23 +182,26 @@ def _detect_slope(
     distance = _half(REFRACTORY_S, sampling_rate)
     amplitude_half = _half(AMPLITUDE_HALF_WINDOW_S, sampling_rate)
     locate = np.arange(-_half(LOCATE_HALF_WINDOW_S, sampling_rate), _half(LOCATE_HALF_WINDOW_S, sampling_rate) + 1)
-    out = []
+    found = [signal.find_peaks(envelope, distance=distance)[0] for envelope in envelopes]
+    group = np.repeat(np.arange(len(groups)), [len(c) for c in found])
+    cand = np.concatenate(found)
+    level = envelopes[group, cand]
+    keep = (level >= CONTEXT_RATIO * context_max[group, cand]) & (level >= NEIGHBOUR_RATIO * neighbour_max[group, cand])
+    group, cand = group[keep & (level > 0.0)], cand[keep & (level > 0.0)]
+    # every candidate's leads as rows of a padded table (-1 = no lead), so the last steps run on all at once
+    width = max((len(rows) for rows in groups), default=1)
+    table = np.full((len(groups), width), -1, dtype=np.int64)
     for g, rows in enumerate(groups):
-        envelope = envelopes[g]
-        cand, _ = signal.find_peaks(envelope, distance=distance)
-        level = envelope[cand]
-        keep = (level >= CONTEXT_RATIO * context_max[g, cand]) & (level >= NEIGHBOUR_RATIO * neighbour_max[g, cand])
-        cand = cand[keep & (level > 0.0)]
-        if min_amplitude_mv > 0.0 and cand.size:
-            cand = cand[_qrs_amplitude(leads[rows], cand, amplitude_half) >= min_amplitude_mv]
-        if cand.size == 0:
-            out.append(np.zeros(0, dtype=np.int64))
-            continue
-        idx = np.clip(cand[:, None] + locate[None, :], 0, n - 1)
-        # Candidates are >= 200 ms apart and each search spans 150 ms, so the peaks stay strictly increasing.
-        strongest = np.argmax(np.abs(band[rows][:, idx]).sum(axis=0), axis=1)
-        out.append(idx[np.arange(cand.size), strongest].astype(np.int64))
-    return out
+        table[g, : len(rows)] = rows
+    lead_rows = table[group]  # (candidates, width)
+    if min_amplitude_mv > 0.0 and cand.size:
+        big = _qrs_amplitude(leads, lead_rows, cand, amplitude_half) >= min_amplitude_mv
+        group, cand, lead_rows = group[big], cand[big], lead_rows[big]
+    idx = np.clip(cand[:, None] + locate[None, :], 0, n - 1)  # (candidates, search)
+    # Candidates are >= 200 ms apart and each search spans 150 ms, so the peaks stay strictly increasing.
+    strength = np.where(lead_rows[:, :, None] >= 0, np.abs(band[lead_rows.clip(0)[:, :, None], idx[:, None, :]]), 0.0)
+    located = idx[np.arange(cand.size), np.argmax(strength.sum(axis=1), axis=1)].astype(np.int64)
+    return np.split(located, np.cumsum(np.bincount(group, minlength=len(groups)))[:-1])
 
 
 def _detect_neurokit(ecg: np.ndarray, sampling_rate: float, method: str) -> np.ndarray:
