@@ -258,6 +258,11 @@ RHYTHM_POINTS = {
     "extreme_tachycardia": 3,
 }
 
+#: Conditions whose points count whatever the ECG quality: a flat line (asystole) and a fibrillatory waveform
+#: (VF) are what a quality index calls unreadable, and their alarms are never held back by poor quality either
+#: (:mod:`alerts.policy`, after REFERENCES.md: "suppression that never loses a true asystole/VF is the bar").
+UNGATED_RHYTHMS = frozenset({"asystole", "ventricular_fibrillation"})
+
 #: RR irregularity above which one point is added (an irregular rhythm such as atrial fibrillation); the index
 #: and its threshold are those of :func:`models.signal.rr_features` (documented there).
 IRREGULAR_POINTS = 1
@@ -273,7 +278,8 @@ class RuleScorer:
       pulse, the heart rate measured on the ECG (quality ≥ :data:`MIN_QUALITY`) stands in for it.
     * Plus :data:`RHYTHM_POINTS` for the worst rhythm condition in the window, and :data:`IRREGULAR_POINTS`
       when the RR intervals are irregular (:func:`models.signal.rr_features`, ``irregular``), both only when
-      the ECG quality reaches :data:`MIN_QUALITY` (the detections themselves are always reported).
+      the ECG quality reaches :data:`MIN_QUALITY` (the detections themselves are always reported) -- except
+      asystole and VF (:data:`UNGATED_RHYTHMS`), whose points count at any quality.
     * ``pulse_rate_bpm``: the pulse rate of an arterial-pressure or pleth channel when the monitor sends one
       with a clean pulse (:func:`window_pulse_rate`), which the alert logic uses to confirm or suppress
       rhythm alarms.
@@ -282,7 +288,7 @@ class RuleScorer:
     """
 
     name = "rules"
-    version = "1.2.0"
+    version = "1.3.0"
 
     def __init__(self, mains_hz: float = 50.0) -> None:
         """Make the scorer; ``mains_hz`` is the mains frequency notched out of the ECG."""
@@ -299,7 +305,10 @@ class RuleScorer:
         if hr is not None and "heart_rate" not in latest and "pulse_rate_oximetry" not in latest:
             latest["heart_rate"] = hr
         result: News2Result = news2(news2_inputs_from_vitals(latest))
-        rhythm = max((RHYTHM_POINTS.get(d.kind, 0) for d in feats.detections), default=0) if feats.usable else 0
+        rhythm = max(
+            (RHYTHM_POINTS.get(d.kind, 0) for d in feats.detections if feats.usable or d.kind in UNGATED_RHYTHMS),
+            default=0,
+        )
         irregular = IRREGULAR_POINTS if feats.usable and feats.rr.get("irregular") else 0
         total = result.total + rhythm + irregular
         scores: dict[str, float] = {

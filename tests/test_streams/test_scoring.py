@@ -10,7 +10,8 @@ import wfdb
 from scipy.signal import resample_poly
 
 from streams.align import AlignedSample, VitalValue
-from streams.scoring import RuleScorer, ecg_features, window_pulse_rate
+from streams.rhythm import Detection
+from streams.scoring import EcgFeatures, RuleScorer, ecg_features, window_pulse_rate
 from streams.windows import US, EcgWindow
 
 BEATS = list("NLRejAaJSVEF/fQ")
@@ -105,6 +106,21 @@ def test_the_rule_score_adds_news2_and_uses_the_ecg_rate_when_no_pulse_is_sent(d
     assert vitals_only.scores["news2"] == 5 and "heart_rate_bpm" not in vitals_only.scores
     assert 0 < vitals_only.risk <= with_vitals.risk <= 1
     assert ecg_only.signal_quality > 0.5 and vitals_only.signal_quality == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "points_when_unreadable"),
+    [("asystole", 3), ("ventricular_fibrillation", 3), ("ventricular_tachycardia", 0), ("extreme_tachycardia", 0)],
+)
+def test_asystole_and_vf_score_their_points_at_any_ecg_quality(kind: str, points_when_unreadable: int) -> None:
+    scorer = RuleScorer()
+    sample = AlignedSample("p", 0, 10 * US, None)
+    for usable, expected in ((True, 3), (False, points_when_unreadable)):
+        feats = EcgFeatures(lead="II", usable=usable, quality=0.8 if usable else 0.2)
+        feats.detections = [Detection(kind, 1.0, 9.0, {})]  # type: ignore[arg-type]
+        scored = scorer._score(sample, feats)
+        assert scored.scores["rhythm_points"] == expected, (kind, usable)
+        assert scored.detections == feats.detections  # reported either way
 
 
 def test_the_chunked_live_stream_finds_the_beats_of_the_whole_record(data_dir: Path) -> None:
