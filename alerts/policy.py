@@ -22,7 +22,8 @@ change of state of an episode: the ``alerts`` topic is the audit trail.
   condition persists) — unless a pulse waveform confirms it;
 * when the monitor sends an arterial-pressure or pleth waveform (``pulse_rate_bpm`` in the score), a rate
   alarm whose pulse rate disagrees (beyond the IEC 60601-2-27 heart-rate accuracy, +-10 % or 5 bpm) is
-  suppressed, whatever the ECG quality;
+  suppressed, whatever the ECG quality -- except that a pulse below :data:`PERFUSING_PULSE_BPM` never
+  suppresses a tachycardia (a fast rhythm without a perfusing pulse is the worse case);
 * **asystole and ventricular fibrillation are never suppressed** by poor quality; only a pulse waveform
   showing a perfusing pulse (``pulse_rate_bpm`` >= :data:`PERFUSING_PULSE_BPM`) suppresses them.
 
@@ -34,13 +35,16 @@ persists is re-announced (``active``) every ``realert_s``. When the condition ha
 ``clear_s`` the episode is ``resolved`` — except a *latching* (high-priority) episode that nobody has
 acknowledged: it becomes ``latched`` (the condition is over, the alarm stays until acknowledged, then
 resolves; the condition returning makes it ``active`` again). Score-based kinds use hysteresis: raised at one
-level, cleared below a lower one.
+level, cleared below a lower one (in between, the condition counts as present). One NEWS2 alarm at a time: the
+emergency alarm resolves an open urgent one. An episode opens at the patient's clock (the window end, or later
+when scores arrive late), so escalation counts from when it was raised.
 
 **Deterministic ids.** An episode's id is ``patient:kind:onset`` with the onset in event time, and every
 change carries ``revision`` (+1 per change). The same scores give the same ids and revisions, so a worker
 that restarts and re-reads scores it had already handled repeats records a consumer already has (same id and
 revision) and never opens a second id for one episode; scores at or before the last window handled are
-ignored.
+ignored. A condition that returns with the onset of an episode already resolved (a person resolved the alarm
+while the pause went on, say) reopens that id at its next revision, never at revision 0.
 
 Times are event times in epoch seconds: a score's window end, an acknowledgement's time, a tick's clock.
 """
@@ -206,6 +210,9 @@ class PatientAlerts:
     model_version: str | None = None
     pending: dict[str, float] = field(default_factory=dict)
     episodes: dict[str, Episode] = field(default_factory=dict)
+    #: Per kind, the id and revision of the last episode that was resolved: a condition that returns with the
+    #: same onset (the same pause, say, after a person resolved its alarm) reopens that id at the next revision.
+    closed: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The state as plain JSON values."""
@@ -218,6 +225,7 @@ class PatientAlerts:
             return cls(patient_id)
         fields = dict(data)
         fields["episodes"] = {k: Episode(**v) for k, v in fields.get("episodes", {}).items()}
+        fields["closed"] = {k: (str(v[0]), int(v[1])) for k, v in fields.get("closed", {}).items()}
         return cls(**fields)
 
 
@@ -250,7 +258,8 @@ def conditions(score: RiskScore, thresholds: Thresholds = Thresholds()) -> dict[
             continue
         if pulse is not None:
             low, high = _tolerance(limit)
-            agrees = pulse < high if side == "below" else pulse > low
+            # a pulse too slow to perfuse (pulseless VT, say) confirms a tachycardia rather than denying it
+            agrees = pulse < high if side == "below" else pulse > low or pulse < PERFUSING_PULSE_BPM
             c.evidence["pulse_rate_bpm"] = pulse
             if not agrees:
                 c.present, c.suppressed = False, True
@@ -294,17 +303,29 @@ _ECG_KINDS: Final = frozenset(
 )  # fmt: skip
 
 
-def _holds_open(kind: str, c: Condition, score: RiskScore, thresholds: Thresholds) -> bool:
-    """True when an open episode whose condition is absent from ``score`` must not start to clear."""
+def _unknown(kind: str, c: Condition, score: RiskScore) -> bool:
+    """True when ``score`` cannot tell whether an open episode's absent condition is over.
+
+    Such a score neither clears the episode nor counts towards clearing it: no ECG in the score, or a rate
+    alarm held back while the ECG is unreadable and no pulse waveform says otherwise.
+    """
     if kind in _ECG_KINDS and "ecg" not in score.modalities:
         return True
-    if kind in _RATE_KINDS:  # held back while the ECG is unreadable and no pulse waveform says otherwise: not gone
-        return c.suppressed and score.scores.get("pulse_rate_bpm") is None
+    return kind in _RATE_KINDS and c.suppressed and score.scores.get("pulse_rate_bpm") is None
+
+
+def _above_clear_level(kind: str, score: RiskScore, thresholds: Thresholds) -> bool:
+    """Hysteresis: a score-based kind below its raise level but not yet below its clear level is still present.
+
+    NEWS2 urgent counts only below the emergency level, which supersedes it.
+    """
     if kind == "ecg_quality":
-        return score.signal_quality < GOOD_ECG_QUALITY  # hysteresis
+        return score.signal_quality < GOOD_ECG_QUALITY
     if kind in ("news2_emergency", "news2_urgent", "risk_high"):
         value = score.risk if kind == "risk_high" else score.scores.get("news2")
-        return value is not None and value >= getattr(thresholds, kind)[1]  # hysteresis
+        if value is None or value < getattr(thresholds, kind)[1]:
+            return False
+        return kind != "news2_urgent" or value < thresholds.news2_emergency[0]
     return False
 
 
@@ -366,27 +387,18 @@ def on_score(
                 since = state.pending.setdefault(kind, c.onset if c.onset is not None else end)
                 if end - since >= rule.confirm_s:
                     del state.pending[kind]
-                    ep = Episode(
-                        alert_id=alert_id(state.patient_id, kind, since),
-                        kind=kind,
-                        state="active",
-                        priority=rule.priority.value,
-                        onset=since,
-                        opened=end,
-                        revision=-1,
-                        notified=end,
-                        evidence=c.evidence,
-                    )
-                    state.episodes[kind] = ep
-                    out.append(_change(state, ep, "active", end))
+                    out.extend(_open(state, kind, since, c.evidence))
             else:
                 ep.present, ep.clear_since, ep.evidence = True, None, c.evidence or ep.evidence
                 if ep.state == "latched":
-                    ep.opened = end
-                    out.append(_change(state, ep, "active", end, f"{rule.message} (returned)"))
+                    ep.opened = state.clock
+                    out.append(_change(state, ep, "active", state.clock, f"{rule.message} (returned)"))
             continue
         state.pending.pop(kind, None)
-        if ep is None or _holds_open(kind, c, score, thresholds):
+        if ep is None or _unknown(kind, c, score):
+            continue
+        if _above_clear_level(kind, score, thresholds):  # hysteresis: not raised again, but not gone either
+            ep.present, ep.clear_since = True, None
             continue
         ep.present = False
         ep.clear_since = end if ep.clear_since is None else ep.clear_since
@@ -396,14 +408,50 @@ def on_score(
     return state, out
 
 
+def _open(state: PatientAlerts, kind: str, onset: float, evidence: dict[str, Any]) -> list[Alert]:
+    """Open an episode of ``kind`` at the clock; an open episode of a kind it supersedes is resolved.
+
+    The id is the onset's (:func:`alert_id`); when the last resolved episode of the kind had that id, it is
+    reopened at its next revision, so a consumer keeping the highest revision per id sees it return.
+    """
+    rule = RULES[kind]
+    now = state.clock  # the window end, or later when a backlog of scores arrives after the clock moved on
+    ep_id = alert_id(state.patient_id, kind, onset)
+    last_id, last_revision = state.closed.get(kind, ("", -1))
+    ep = Episode(
+        alert_id=ep_id,
+        kind=kind,
+        state="active",
+        priority=rule.priority.value,
+        onset=onset,
+        opened=now,
+        revision=last_revision if last_id == ep_id else -1,
+        notified=now,
+        evidence=evidence,
+    )
+    state.episodes[kind] = ep
+    out = [_change(state, ep, "active", now)]
+    for lower, higher in _SUPERSEDED_BY.items():
+        if higher == kind and lower in state.episodes:
+            out.append(_resolve(state, state.episodes[lower], now, f"{RULES[lower].message} (superseded)"))
+    return out
+
+
+def _resolve(state: PatientAlerts, ep: Episode, now: float, message: str | None = None) -> Alert:
+    """Close an episode (state ``resolved``), remembering its id and revision (:attr:`PatientAlerts.closed`)."""
+    del state.episodes[ep.kind]
+    record = _change(state, ep, "resolved", now, message)
+    state.closed[ep.kind] = (ep.alert_id, ep.revision)
+    return record
+
+
 def _end(state: PatientAlerts, ep: Episode, now: float) -> list[Alert]:
     """The condition is over: resolve, unless a latching episode still awaits acknowledgement (latched)."""
     if ep.state == "latched":
         return []
     if RULES[ep.kind].latching and ep.state in ("active", "escalated"):
         return [_change(state, ep, "latched", now, f"{RULES[ep.kind].message} (ended; latched until acknowledged)")]
-    del state.episodes[ep.kind]
-    return [_change(state, ep, "resolved", now)]
+    return [_resolve(state, ep, now)]
 
 
 def _timers(state: PatientAlerts, now: float) -> list[Alert]:
@@ -471,8 +519,7 @@ def on_ack(state: PatientAlerts, ack: AlertAck) -> tuple[PatientAlerts, list[Ale
     ep.acknowledged_by = ack.user
     ep.evidence = {**ep.evidence, "reason": ack.reason} if ack.reason else ep.evidence
     if ack.action == "resolve":
-        del state.episodes[ep.kind]
-        return state, [_change(state, ep, "resolved", now, f"{RULES[ep.kind].message} (resolved by {ack.user})")]
+        return state, [_resolve(state, ep, now, f"{RULES[ep.kind].message} (resolved by {ack.user})")]
     ep.silenced_until = now + ack.silence_s if ack.action == "silence" and ack.silence_s else None
     message = f"{RULES[ep.kind].message} (" + (
         f"silenced {ack.silence_s:g} s by {ack.user})" if ep.silenced_until else f"acknowledged by {ack.user})"
@@ -480,6 +527,5 @@ def on_ack(state: PatientAlerts, ack: AlertAck) -> tuple[PatientAlerts, list[Ale
     out = [_change(state, ep, "acknowledged", now, message)]
     ep.notified = now
     if not ep.present and ep.silenced_until is None:
-        del state.episodes[ep.kind]
-        out.append(_change(state, ep, "resolved", now))
+        out.append(_resolve(state, ep, now))
     return state, out

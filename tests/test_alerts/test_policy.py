@@ -267,3 +267,60 @@ def test_a_restart_from_any_stored_state_gives_the_same_records(restart_after: i
     assert [(a.alert_id, a.revision, a.state) for a in before + after] == [
         (a.alert_id, a.revision, a.state) for a in whole
     ]
+
+
+def test_a_resolved_episode_whose_condition_returns_reopens_its_id_at_the_next_revision() -> None:
+    st = PatientAlerts("p1")
+    first = run(st, score(10, [("asystole", 5.2)]))[0]
+    resolved = on_ack(st, ack(first.alert_id, 11, "resolve"))[1][0]
+    assert (resolved.state.value, resolved.revision) == ("resolved", 1)
+    again = run(st, score(12, [("asystole", 5.2)]))  # the same pause goes on
+    assert [(a.alert_id, a.state.value, a.revision) for a in again] == [(first.alert_id, "active", 2)]
+    assert PatientAlerts.from_json("p1", st.to_json()) == st
+    later = run(st, score(14, [("asystole", 13.0)]))  # a new pause: a new id
+    assert [a.revision for a in later] == [] or later[0].alert_id != first.alert_id
+
+
+@pytest.mark.parametrize("kind", ["news2_emergency", "ecg_quality"])
+def test_hysteresis_windows_count_as_present_and_restart_the_clearing_time(kind: str) -> None:
+    high, between, low = {"news2_emergency": (7, 6, 5), "ecg_quality": (0.3, 0.55, 0.9)}[kind]
+
+    def at(t: float, level: float) -> RiskScore:
+        return score(t, news2=level) if kind == "news2_emergency" else score(t, quality=level)
+
+    st = PatientAlerts("p1")
+    run(st, *(at(t, high) for t in range(0, 62, 2)))
+    assert kind in st.episodes
+    run(st, at(62, low))  # one window below the clearing level starts the clearing time ...
+    run(st, *(at(t, between) for t in range(64, 364, 2)))  # ... which windows above it stop
+    out = run(st, *(at(t, low) for t in range(364, 500, 2)))
+    ended = [(a.state.value, a.time) for a in out if a.kind == kind]
+    clear_s = RULES[kind].clear_s
+    assert ended and ended[0][1] == T0 + timedelta(seconds=364 + clear_s), ended
+
+
+def test_the_news2_emergency_alarm_resolves_an_open_urgent_one() -> None:
+    st = PatientAlerts("p1")
+    run(st, *(score(t, news2=5) for t in range(0, 62, 2)))
+    assert "news2_urgent" in st.episodes
+    out = run(st, *(score(t, news2=7) for t in range(62, 124, 2)))
+    assert [(a.kind, a.state.value) for a in out] == [("news2_emergency", "active"), ("news2_urgent", "resolved")]
+    assert list(st.episodes) == ["news2_emergency"]
+
+
+@pytest.mark.parametrize("kind", ["ventricular_tachycardia", "extreme_tachycardia"])
+def test_a_pulse_too_slow_to_perfuse_confirms_a_tachycardia(kind: str) -> None:
+    for pulse, raised in ((30.0, True), (0.0, True), (80.0, False), (150.0, True)):
+        st = PatientAlerts("p1")
+        out = run(st, score(10, [(kind, 2)], pulse_rate_bpm=pulse))
+        assert (states(out, kind) == ["active"]) is raised, pulse
+
+
+def test_an_episode_raised_from_a_late_score_escalates_from_when_it_was_raised() -> None:
+    st = PatientAlerts("p1")
+    run(st, score(0))
+    on_tick(st, T0.timestamp() + 500)  # the clock moved on; the next score arrives late
+    out = run(st, score(10, [("ventricular_tachycardia", 8)]))
+    assert [(a.state.value, a.time) for a in out] == [("active", T0 + timedelta(seconds=500))]
+    later = on_tick(st, T0.timestamp() + 500 + RULES["ventricular_tachycardia"].escalate_s)[1]
+    assert states(later) == ["escalated"]
