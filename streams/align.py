@@ -65,6 +65,10 @@ class AlignConfig:
     #: so a patient's state, written to the changelog on every vitals event, stays a few dozen points per
     #: signal whatever the monitor's rate; a trend over 15 minutes needs no finer steps.
     resolution_s: float = 60.0
+    #: Points this recent (before the signal's newest) are all kept, unthinned: a window is aligned grace plus
+    #: up to a chunk after its end, and a few seconds more under load, and must still find the last value
+    #: measured at or before its end, not one from up to ``resolution_s`` earlier.
+    recent_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +129,10 @@ def add_vitals(
 ) -> dict[str, list[list[Any]]]:
     """Fold one vitals event into a patient's history ``{name: [[time_s, value], ...]}`` sorted by time.
 
-    Points older than ``keep_s`` before the newest are dropped, and points closer than ``resolution_s`` to
-    a newer one are thinned (the newer wins), so the state stays small whatever the monitor's rate.
+    Points older than ``keep_s`` before the newest are dropped (except the newest of them, which a window
+    ending before the newer points may still need within the signal's staleness limit), and points more than
+    ``recent_s`` before the newest that lie closer than ``resolution_s`` to a newer one are thinned (the
+    newer wins), so the state stays small whatever the monitor's rate.
 
     Example:
         >>> from datetime import datetime, UTC
@@ -147,10 +153,12 @@ def add_vitals(
             series[i - 1][1] = value
         else:
             series.insert(i, [t, value])
-            if i >= 2 and series[i - 1][0] - series[i - 2][0] < config.resolution_s:
-                del series[i - 1]  # thin: one point per resolution step, plus the newest
         newest = series[-1][0]
-        while series and series[0][0] < newest - config.keep_s:
+        # thin where points leave the recent stretch: one point per resolution step before it
+        j = bisect.bisect_left(series, newest - config.recent_s, key=lambda p: p[0]) - 1  # newest point before it
+        if j >= 2 and series[j - 1][0] - series[j - 2][0] < config.resolution_s:
+            del series[j - 1]
+        while len(series) > 1 and series[1][0] <= newest - config.keep_s:
             series.pop(0)
     return history
 

@@ -75,8 +75,9 @@ def test_dense_vitals_are_thinned_to_the_resolution_and_bounded_in_age() -> None
     for s in range(0, 1800):  # 1 Hz for 30 minutes
         add_vitals(history, vitals(s, heart_rate=60 + s % 5), config)
     times = [p[0] for p in history["heart_rate"]]
-    assert times[-1] == at(1799) and times[-1] - times[0] <= 600
-    assert len(times) <= 600 / 10 + 2
+    # one point older than keep_s stays (a window ending before the newer points may need it)
+    assert times[-1] == at(1799) and times[-1] - times[0] <= 600 + 10
+    assert len(times) <= 600 / 10 + 3 + config.recent_s  # plus every point of the recent stretch (1 Hz)
 
 
 def test_default_state_stays_small_and_keeps_a_rare_vital_beside_1_hz_ones() -> None:
@@ -84,7 +85,8 @@ def test_default_state_stays_small_and_keeps_a_rare_vital_beside_1_hz_ones() -> 
     add_vitals(history, vitals(0, body_temperature=38.4), AlignConfig())
     for s in range(1, 4 * 3600, 1):  # four hours of 1-Hz heart rate
         add_vitals(history, vitals(s, heart_rate=70), AlignConfig())
-    assert len(history["heart_rate"]) <= AlignConfig().keep_s / AlignConfig().resolution_s + 2
+    config = AlignConfig()
+    assert len(history["heart_rate"]) <= config.keep_s / config.resolution_s + 3 + config.recent_s
     got = vitals_as_of(history, at(4 * 3600), AlignConfig())
     assert got["body_temperature"].value == 38.4 and got["body_temperature"].age_s == 4 * 3600
     assert got["heart_rate"].trend_per_h == pytest.approx(0.0)
@@ -130,3 +132,20 @@ def test_imaging_and_notes_come_as_context_with_their_age() -> None:
     # a study after the window end is not yet known to that window
     early = align(None, "p1", round(at(-20) * US), round(at(-10) * US), None, context, CONFIG)
     assert early.imaging is None and early.notes == []
+
+
+def test_a_window_aligned_after_newer_vitals_gets_the_last_value_at_or_before_its_end() -> None:
+    history: dict = {}
+    for s in range(0, 113):  # 1 Hz: 70 /min up to 60 s, then 150 /min
+        add_vitals(history, vitals(s, heart_rate=70 if s <= 60 else 150), CONFIG)
+    # the window ending at 100 s closes (grace, chunk phase, queueing) after the vitals up to 112 s arrived
+    got = vitals_as_of(history, at(100), CONFIG)["heart_rate"]
+    assert (got.value, got.age_s) == (150.0, 0.0)
+
+
+def test_a_cuff_pressure_stays_joined_until_its_staleness_limit_after_a_newer_one_arrives() -> None:
+    history: dict = {}
+    add_vitals(history, vitals(0, systolic_bp=120), CONFIG)
+    add_vitals(history, vitals(1800, systolic_bp=90), CONFIG)  # the next cuff reading, 30 min later
+    got = vitals_as_of(history, at(1795), CONFIG)["systolic_bp"]  # a window ending just before it
+    assert (got.value, got.age_s) == (120.0, 1795.0)
