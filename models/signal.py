@@ -307,7 +307,7 @@ _NN50_MS: Final = 50.0
 RR_IRREGULARITY_THRESHOLD: Final = 0.1
 
 
-def rr_features(peaks_s: np.ndarray) -> dict[str, float | bool | None]:
+def rr_features(peaks_s: np.ndarray, excluded: np.ndarray | None = None) -> dict[str, float | bool | None]:
     """Heart rate and RR-interval (HRV) features of a sequence of beat times.
 
     Time-domain measures as defined by the Task Force of the European Society of Cardiology and NASPE
@@ -328,10 +328,14 @@ def rr_features(peaks_s: np.ndarray) -> dict[str, float | bool | None]:
       "irregular RR intervals", not as AF.
 
     A feature that needs more beats than given is ``None``, never NaN. Beats are taken as given: no
-    ectopic-beat editing (so "RR" rather than "NN").
+    ectopic-beat editing (so "RR" rather than "NN"). Intervals marked ``excluded`` (one that spans a stretch
+    of missing signal, where beats may be lost) are left out of every feature, and a successive difference
+    is taken only between two kept intervals that follow each other; the counts above then apply to the kept
+    intervals (1 for the rate, 2 with one successive difference for the rest).
 
     Args:
         peaks_s: Beat times in seconds, strictly increasing, shape ``(beats,)``.
+        excluded: Per RR interval (``beats - 1``), True to leave it out; None keeps every interval.
 
     Returns:
         Dict with the seven keys above: floats (``irregular`` a bool) or None.
@@ -353,17 +357,21 @@ def rr_features(peaks_s: np.ndarray) -> dict[str, float | bool | None]:
     features: dict[str, float | bool | None] = dict.fromkeys(
         ("heart_rate_bpm", "rr_mean_ms", "sdnn_ms", "rmssd_ms", "pnn50", "rr_irregularity", "irregular")
     )
-    if rr_ms.size >= 1:
-        mean = float(rr_ms.mean())
+    kept = np.ones(rr_ms.size, dtype=bool) if excluded is None else ~np.asarray(excluded, dtype=bool).ravel()
+    if kept.shape != rr_ms.shape:
+        raise ValueError(f"excluded needs one flag per RR interval ({rr_ms.size}), got {kept.size}")
+    intervals = rr_ms[kept]
+    successive = np.diff(rr_ms)[kept[:-1] & kept[1:]]
+    if intervals.size >= 1:
+        mean = float(intervals.mean())
         features["rr_mean_ms"] = mean
         features["heart_rate_bpm"] = 60_000.0 / mean
-    if rr_ms.size >= 2:
-        successive = np.diff(rr_ms)
+    if intervals.size >= 2 and successive.size:
         rmssd = float(np.sqrt(np.mean(successive * successive)))
-        features["sdnn_ms"] = float(rr_ms.std(ddof=1))
+        features["sdnn_ms"] = float(intervals.std(ddof=1))
         features["rmssd_ms"] = rmssd
         features["pnn50"] = 100.0 * float(np.mean(np.abs(successive) > _NN50_MS))
-        irregularity = rmssd / float(rr_ms.mean())
+        irregularity = rmssd / float(intervals.mean())
         features["rr_irregularity"] = irregularity
         features["irregular"] = irregularity > RR_IRREGULARITY_THRESHOLD
     return features

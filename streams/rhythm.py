@@ -224,6 +224,14 @@ def _overlaps_gaps(lo: NDArray[np.float64], hi: NDArray[np.float64], gaps: NDArr
     return hit
 
 
+def intervals_across_gaps(
+    beats_s: NDArray[np.float64], missing: Sequence[tuple[float, float]], span: tuple[float, float]
+) -> NDArray[np.bool_]:
+    """Per RR interval of ``beats_s``, whether it overlaps missing signal (a beat may be lost in it)."""
+    beats = np.asarray(beats_s, dtype=np.float64)
+    return _overlaps_gaps(beats[:-1], beats[1:], _merge_gaps(missing, *span))
+
+
 def _asystole(beats: NDArray[np.float64], start: float, end: float, gaps: NDArray[np.float64]) -> list[Detection]:
     """Pauses of at least ``ASYSTOLE_PAUSE_S`` over observed signal (never across or inside a gap)."""
     points = np.concatenate(([start, end], gaps[:, 0], gaps[:, 1], beats))

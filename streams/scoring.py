@@ -31,7 +31,14 @@ from models.signal import (
 )
 from streams.align import AlignedSample
 from streams.news2 import News2Result, news2, news2_inputs_from_vitals
-from streams.rhythm import VT_BEATS, VT_BPM, Detection, detect_fibrillation_batch, detect_rhythms
+from streams.rhythm import (
+    VT_BEATS,
+    VT_BPM,
+    Detection,
+    detect_fibrillation_batch,
+    detect_rhythms,
+    intervals_across_gaps,
+)
 from streams.windows import EcgWindow
 
 #: A window whose best lead has a signal-quality index below this gives no heart rate or RR features to the
@@ -137,17 +144,16 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
         missing = np.ones_like(flat, dtype=bool)
         k = 0
         for s in stacked:
-            flat[k : k + len(s), : s.shape[1]] = np.nan_to_num(s, nan=0.0)
             missing[k : k + len(s), : s.shape[1]] = np.isnan(s)
+            flat[k : k + len(s), : s.shape[1]] = _bridge_gaps(s, missing[k : k + len(s), : s.shape[1]])
             k += len(s)
         x = torch.from_numpy(flat)[:, None, :]
         if rate != PROCESSING_RATE_HZ:
             x = ecg_resample(x, rate, PROCESSING_RATE_HZ)
         x = ecg_filter(x, PROCESSING_RATE_HZ, mains_hz=mains_hz or None)
         filtered = x[:, 0, :].numpy()
-        # the mask on the processing grid: nearest original sample
-        idx = np.minimum((np.arange(filtered.shape[1]) * rate / PROCESSING_RATE_HZ).astype(np.int64), n - 1)
-        missing = missing[:, idx]
+        if rate != PROCESSING_RATE_HZ:
+            missing = _mask_on_grid(missing, rate, filtered.shape[1])
         clean = np.where(missing, 0.0, filtered)
         peaks = ecg_detect_r_peaks_batch(clean, PROCESSING_RATE_HZ)
         quality = ecg_signal_quality(clean, PROCESSING_RATE_HZ, missing, peaks)
@@ -167,6 +173,33 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
                 w, rows, clean[part], missing[part], peaks[part], quality[part], int(lead - first), vf
             )
     return out
+
+
+def _bridge_gaps(samples: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Missing samples filled by a straight line between the present samples around them (held at the ends).
+
+    Only for filtering: a gap filled with zeros would be a step wherever the ECG's baseline is not at zero,
+    and the filters would ring into false beats beside it. The samples stay marked missing; no beat or
+    pause is taken from a gap.
+    """
+    out = np.nan_to_num(samples, nan=0.0)
+    for row in np.flatnonzero(missing.any(axis=1) & ~missing.all(axis=1)):
+        present = np.flatnonzero(~missing[row])
+        out[row, missing[row]] = np.interp(np.flatnonzero(missing[row]), present, samples[row, present])
+    return out
+
+
+def _mask_on_grid(missing: np.ndarray, rate: float, n_out: int) -> np.ndarray:
+    """The missing-sample mask on the processing grid.
+
+    A processing sample is missing when any original sample in its span is (not only the nearest one).
+    """
+    n = missing.shape[1]
+    edges = np.arange(n_out + 1) * rate / PROCESSING_RATE_HZ  # each processing sample's span in original samples
+    lo = np.minimum(edges[:-1].astype(np.int64), n - 1)
+    hi = np.maximum(np.minimum(np.ceil(edges[1:]).astype(np.int64), n), lo + 1)
+    counts = np.concatenate([np.zeros((len(missing), 1), np.int64), np.cumsum(missing, axis=1)], axis=1)
+    return (counts[:, hi] - counts[:, lo]) > 0
 
 
 def _window_features(
@@ -208,9 +241,10 @@ def _window_features(
     if _fast_run(beats_s):
         ventricular = ecg_classify_beats(clean[best], fs, beats)
     feats.beats_s, feats.ventricular = beats_s, ventricular
-    feats.rr = rr_features(beats_s)
     span = (0.0, clean.shape[1] / fs)
-    feats.detections = detect_rhythms(beats_s, ventricular, span, _missing_intervals(lead_missing, fs))
+    gaps = _missing_intervals(lead_missing, fs)
+    feats.rr = rr_features(beats_s, intervals_across_gaps(beats_s, gaps, span) if gaps else None)
+    feats.detections = detect_rhythms(beats_s, ventricular, span, gaps)
     if fibrillation:
         feats.detections = sorted(feats.detections + fibrillation, key=lambda d: (d.onset_s, d.kind))
     for d in feats.detections:

@@ -143,6 +143,15 @@ def test_rr_features_of_a_known_rr_series() -> None:
     assert rr_features(np.cumsum([0.0, 0.6, 1.1, 0.5, 0.9, 0.7]))["irregular"] is True
 
 
+def test_rr_features_leave_out_excluded_intervals() -> None:
+    beats = np.array([0.0, 1.0, 2.0, 5.0, 6.0, 7.0])  # 60 /min, one 3-s interval across a dropout
+    f = rr_features(beats, excluded=np.array([False, False, True, False, False]))
+    assert f["heart_rate_bpm"] == pytest.approx(60.0) and f["rmssd_ms"] == 0.0 and f["irregular"] is False
+    assert rr_features(beats)["irregular"] is True  # counted, the long interval reads as irregularity
+    with pytest.raises(ValueError):
+        rr_features(beats, excluded=np.array([True]))
+
+
 def test_rr_features_give_none_not_nan_when_too_few_beats() -> None:
     assert set(rr_features(np.array([])).values()) == {None}
     assert set(rr_features(np.array([1.0])).values()) == {None}

@@ -123,6 +123,30 @@ def test_asystole_and_vf_score_their_points_at_any_ecg_quality(kind: str, points
         assert scored.detections == feats.detections  # reported either way
 
 
+def test_a_dropout_neither_slows_the_heart_rate_nor_makes_the_rhythm_irregular(data_dir: Path) -> None:
+    whole = mitdb_window(data_dir, "101", 60.0, 360)
+    cut = mitdb_window(data_dir, "101", 60.0, 360)
+    cut.samples[:, int(5.0 * 360) : int(6.5 * 360)] = np.nan  # 1.5 s lost: the RR interval across it is unknown
+    full, gapped = ecg_features([whole, cut])
+    ref = reference_hr(data_dir, "101", 60.0)
+    assert abs(gapped.rr["heart_rate_bpm"] - ref) <= max(0.1 * ref, 5.0), (gapped.rr, ref)
+    assert gapped.rr["irregular"] is False and full.rr["irregular"] is False
+
+
+def test_gaps_leave_no_false_beats_on_an_ecg_whose_baseline_is_off_zero() -> None:
+    rate, rng = 360.0, np.random.default_rng(3)
+    windows = []
+    for start, length in ((1803, 1), (1803, 20), (int(4.0 * rate), int(rate))):
+        # asystole on a baseline 1 mV off zero (with 20 uV of noise), samples lost from `start`
+        x = (1.0 + 0.02 * rng.standard_normal((1, 3600))).astype(np.float32)
+        x[0, start : start + length] = np.nan
+        windows.append(EcgWindow("p", 0, 10 * US, rate, (("II", "ecg"),), x, "stream", 0.0))
+    for f in ecg_features(windows):
+        assert f.beats_s.size == 0, f.beats_s  # zeros in the gap would be steps the filters ring into beats
+        assert f.present_fraction < 1.0  # even one lost sample stays marked missing on the processing grid
+        assert {d.kind for d in f.detections} == {"asystole"}
+
+
 def test_the_chunked_live_stream_finds_the_beats_of_the_whole_record(data_dir: Path) -> None:
     """Chunks -> event-time windows -> batched features give, away from the window edges, the beats that the
     same resampling, filtering and detector find on the whole record (within one sample at 250 Hz)."""
