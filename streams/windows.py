@@ -4,7 +4,8 @@ The rules (DESIGN.md, "Time and windows"):
 
 * Event time is the device time in each chunk. A patient's *stream time* is the largest chunk end seen.
 * Windows ``[t, t + W)`` start on a fixed grid, multiples of the hop ``H`` since the Unix epoch, so the same
-  data always gives the same windows whichever worker sees it (score keys are built from them).
+  data always gives the same windows whichever worker sees it (score keys are built from them). A stream's
+  first window is the one holding its first sample (its head, before the stream began, is missing).
 * A window closes when stream time passes ``t + W + grace``. Chunks that arrive out of order within grace
   are put back in place; a chunk whose samples all belong to windows already closed is *too late* and is
   counted, never silently dropped.
@@ -27,7 +28,7 @@ After a crash, the uncommitted tail is consumed again and the buffer rebuilds it
 from __future__ import annotations
 
 import bisect
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +144,8 @@ class EcgBuffer:
         last_arrival_s: Wall time of the last chunk that arrived.
         lost: True while the patient is silent (one :class:`SignalLost` per silence).
         emitted: True once a window has closed (until then an earlier chunk moves the grid start back).
-        seen: Recent ``(source_id, seq)`` keys, for duplicate detection.
+        seen: ``(source_id, seq)`` keys of the buffered chunks, for duplicate detection (a resent chunk
+            that is no longer buffered belongs to closed windows only, and is too late).
     """
 
     patient_id: str
@@ -154,7 +156,6 @@ class EcgBuffer:
     lost: bool = False
     emitted: bool = False
     seen: set[tuple[str, int]] = field(default_factory=set)
-    seen_order: deque[tuple[str, int]] = field(default_factory=deque)
 
 
 @dataclass(slots=True)
@@ -174,10 +175,6 @@ class ChunkOutcome:
     released: list[Any]
     gap_s: float = 0.0
     restored: bool = False
-
-
-#: Duplicate keys remembered per patient: comfortably more than the chunks of one window plus grace.
-SEEN_KEYS = 1024
 
 
 def add_chunk(
@@ -212,14 +209,12 @@ def add_chunk(
     if buf.emitted and buf.next_start_us is not None and end <= buf.next_start_us:
         return ChunkOutcome("too_late", [], [token])
     buf.seen.add(key)
-    buf.seen_order.append(key)
-    if len(buf.seen_order) > SEEN_KEYS:
-        buf.seen.discard(buf.seen_order.popleft())
-    first = -(-start // config.hop_us) * config.hop_us  # first grid point at or after the chunk start
-    if buf.next_start_us is None or not buf.emitted and first < buf.next_start_us:
+    first = start // config.hop_us * config.hop_us  # the grid point of the first window holding the chunk start
+    started = buf.next_start_us is not None  # stream time set: a chunk came before (it may have been closed since)
+    if not started or not buf.emitted and first < buf.next_start_us:  # type: ignore[operator]
         buf.next_start_us = first
-    status = "late" if buf.chunks and start < buf.stream_us else "accepted"
-    gap_s = (start - buf.stream_us) / US if buf.chunks and start > buf.stream_us else 0.0
+    status = "late" if started and start < buf.stream_us else "accepted"
+    gap_s = (start - buf.stream_us) / US if started and start > buf.stream_us else 0.0
     restored, buf.lost = buf.lost, False
     item = _Buffered(start, end, chunk, chunk.physical(), arrival_s, token)
     if not buf.chunks or start >= buf.chunks[-1].start_us:
@@ -284,6 +279,7 @@ def _close(
     keep = 0
     while keep < len(buf.chunks) and buf.chunks[keep].end_us <= buf.next_start_us:
         released.append(buf.chunks[keep].token)
+        buf.seen.discard((buf.chunks[keep].chunk.source_id, buf.chunks[keep].chunk.seq))
         keep += 1
     if keep:
         del buf.chunks[:keep]
@@ -305,9 +301,8 @@ def _assemble(patient_id: str, start: int, end: int, parts: list[_Buffered], clo
         if b.chunk.sampling_rate != rate:  # a monitor that changed rate mid-window: put it on the window's grid
             t_src = np.arange(values.shape[1]) / b.chunk.sampling_rate
             t_dst = np.arange(0, values.shape[1] / b.chunk.sampling_rate, 1 / rate)
-            values = np.stack([np.interp(t_dst, t_src, row, left=np.nan, right=np.nan) for row in values]).astype(
-                np.float32
-            )
+            # every t_dst lies within the chunk: past its last sample, that sample holds (no gap is invented)
+            values = np.stack([np.interp(t_dst, t_src, row) for row in values]).astype(np.float32)
         offset = round((b.start_us - start) * rate / US)
         lo, hi = max(offset, 0), min(offset + values.shape[1], n)
         if lo >= hi:

@@ -156,6 +156,45 @@ def test_a_rate_change_inside_a_window_lands_on_the_window_grid() -> None:
     assert w.sampling_rate == FS and w.samples.shape == (2, 1000) and not w.missing[:, :-2].any()
 
 
+def test_a_stream_starting_off_the_grid_loses_no_sample() -> None:
+    config = WindowConfig(window_s=4, hop_s=2, grace_s=0)
+    buf, windows = EcgBuffer("p1"), []
+    for i in range(1, 10):  # the monitor starts 1 s after a grid point
+        windows += add_chunk(buf, chunk(i), config, float(i)).windows
+    first = windows[0]
+    assert first.start_us == T0  # the window holding the first sample, its first second missing
+    assert first.missing[:, : int(FS)].all() and not first.missing[:, int(FS) :].any()
+    assert first.samples[0, int(FS)] == chunk(1).physical()[0, 0]  # chunk 1 starts where its second starts
+
+
+def test_a_gap_after_a_silence_is_measured() -> None:
+    config = WindowConfig(window_s=10, hop_s=2, grace_s=2, signal_lost_s=5)
+    buf, _, _ = feed(list(range(20)), config)
+    advance_wall(buf, config, 19.0 + 30.0)  # silent: every window closed, the buffer empty
+    out = add_chunk(buf, chunk(100), config, 120.0)
+    assert out.restored and out.gap_s == 80.0
+
+
+def test_a_chunk_at_a_lower_rate_fills_its_whole_span() -> None:
+    config = WindowConfig(window_s=4, hop_s=2, grace_s=0)
+    buf, windows = EcgBuffer("p1"), []
+    for i in range(6):  # a 500-Hz monitor sends one chunk at 250 Hz: upsampled, not cut short
+        windows += add_chunk(buf, chunk(i, fs=FS if i == 1 else 500.0), config, float(i)).windows
+    assert windows[0].sampling_rate == 500.0 and not windows[0].missing.any()
+
+
+def test_a_resent_short_chunk_is_a_duplicate_while_it_is_buffered() -> None:
+    config, buf = WindowConfig(), EcgBuffer("p1")
+    short = [
+        WaveformChunk("p1", "m1", i, T0 + i * 8000, FS, LEADS, np.zeros((2, 2), np.int16)) for i in range(1500)
+    ]  # 8-ms chunks: 1,500 of them within one window plus grace
+    for c in short:
+        add_chunk(buf, c, config, 0.0)
+    assert add_chunk(buf, short[300], config, 12.1).status == "duplicate"
+    assert sum(b.chunk.seq == 300 for b in buf.chunks) == 1
+    assert add_chunk(buf, short[0], config, 12.1).status in ("duplicate", "too_late")
+
+
 @pytest.mark.parametrize(("window_s", "hop_s"), [(10, 3), (2, 4), (10, 0)])
 def test_a_geometry_that_cannot_work_is_refused(window_s: float, hop_s: float) -> None:
     with pytest.raises(ValueError, match="hop"):
