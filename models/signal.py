@@ -174,7 +174,7 @@ def ecg_filter(
     else:
         sos = np.array([np.concatenate([b.numpy(), a.numpy()]) / a[0].item() for a, b in sections])
         forward = scipy.signal.sosfilt(sos, y.numpy(), axis=-1)
-        y = torch.from_numpy(np.ascontiguousarray(scipy.signal.sosfilt(sos, forward[..., ::-1], axis=-1)[..., ::-1]))
+        y = torch.from_numpy(scipy.signal.sosfilt(sos, forward[..., ::-1], axis=-1)[..., ::-1].copy())
     if pad > 0:
         y = y[..., pad:-pad]
     return y.to(x.dtype)

@@ -67,7 +67,8 @@ class AlignConfig:
     resolution_s: float = 60.0
     #: Points this recent (before the signal's newest) are all kept, unthinned: a window is aligned grace plus
     #: up to a chunk after its end, and a few seconds more under load, and must still find the last value
-    #: measured at or before its end, not one from up to ``resolution_s`` earlier.
+    #: measured at or before its end, not one from up to ``resolution_s`` earlier. They live in the worker's
+    #: memory only (:func:`persisted_vitals`).
     recent_s: float = 15.0
 
 
@@ -163,6 +164,44 @@ def add_vitals(
     return history
 
 
+def persisted_vitals(history: Mapping[str, list[list[Any]]], config: AlignConfig) -> dict[str, list[list[Any]]]:
+    """What of a vitals history goes to the changelog: each signal's thinned points and its newest one.
+
+    The recent stretch (``config.recent_s``) stays in the worker's memory: written on every vitals event, it
+    would multiply the changelog's bytes. After a restart the history resumes from this projection, so
+    the first windows may join a value up to ``resolution_s`` older until the next measurement arrives.
+    """
+    out = {}
+    for name, series in history.items():
+        if not series:
+            continue
+        cut = bisect.bisect_left(series, series[-1][0] - config.recent_s, key=lambda p: p[0])
+        out[name] = series[:cut] + series[-1:] if cut < len(series) else list(series)
+    return out
+
+
+def newer_than(stored: Mapping[str, list[list[Any]]], live: Mapping[str, list[list[Any]]]) -> bool:
+    """True when ``stored`` holds a point newer than every point of the same signal in ``live``.
+
+    That is, another worker wrote the patient's state while this one did not own the patient.
+    """
+    return any(series and (not live.get(name) or series[-1][0] > live[name][-1][0]) for name, series in stored.items())
+
+
+def _spaced(series: list[list[Any]], since_s: float, step_s: float) -> list[list[Any]]:
+    """The points at or after ``since_s`` that a trend is fitted to, evenly spaced however densely stored.
+
+    Walking back from the last point, each point kept lies at least ``step_s`` before the one kept after it.
+    """
+    out: list[list[Any]] = []
+    for p in reversed(series):
+        if p[0] < since_s:
+            break
+        if not out or out[-1][0] - p[0] >= step_s:
+            out.append(p)
+    return out[::-1]
+
+
 def vitals_as_of(history: Mapping[str, list[list[Any]]], end_s: float, config: AlignConfig) -> dict[str, VitalValue]:
     """Each vital's latest value at or before ``end_s`` within its staleness limit, with age and trend."""
     out: dict[str, VitalValue] = {}
@@ -176,7 +215,7 @@ def vitals_as_of(history: Mapping[str, list[list[Any]]], end_s: float, config: A
             continue
         trend = None
         if not isinstance(value, str):
-            recent = [p for p in series[:i] if p[0] >= end_s - config.trend_s]
+            recent = _spaced(series[:i], end_s - config.trend_s, config.resolution_s)
             if len(recent) >= 3:
                 ts = np.array([p[0] for p in recent]) - end_s
                 if np.ptp(ts) > 0:

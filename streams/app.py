@@ -46,7 +46,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.artifact import SHIPPED
 from streams import metrics, topics
-from streams.align import AlignConfig, AlignedSample, add_context, add_vitals, align
+from streams.align import (
+    AlignConfig,
+    AlignedSample,
+    add_context,
+    add_vitals,
+    align,
+    newer_than,
+    persisted_vitals,
+)
 from streams.errors import InvalidEvent
 from streams.ingest import Ingest, dead_letter
 from streams.model_scorer import ModelScorer
@@ -301,6 +309,15 @@ def create_app(
     heartbeat = Heartbeat()
     buffers: dict[str, EcgBuffer] = {}
     vitals_ticks: dict[str, int] = {}  # last vitals-only window end per patient without waveform
+    vitals_live: dict[str, dict[str, list[list[Any]]]] = {}  # with the recent points the table does not hold
+
+    def vitals_of(patient_id: str) -> dict[str, list[list[Any]]]:
+        """A patient's vitals history: this worker's, or the table's when that is newer (or all there is)."""
+        stored = tables.vitals.get(patient_id) or {}
+        live = vitals_live.get(patient_id)
+        if live is None or newer_than(stored, live):
+            live = vitals_live[patient_id] = {name: [list(p) for p in series] for name, series in stored.items()}
+        return live
 
     # ----------------------------------------------------------------------------------------- topics
     inputs = app.topic(*topics.INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
@@ -366,9 +383,8 @@ def create_app(
                 await send_windows(outcome.windows, outcome.released)
                 continue
             if isinstance(result, VitalsEvent):
-                tables.vitals[result.patient_id] = add_vitals(
-                    dict(tables.vitals[result.patient_id]), result, align_config
-                )
+                history = add_vitals(vitals_of(result.patient_id), result, align_config)
+                tables.vitals[result.patient_id] = persisted_vitals(history, align_config)
                 buf = buffers.get(result.patient_id)
                 if buf is None or buf.lost:  # no waveform: score the hop from vitals alone
                     end = -(-round(result.time.timestamp() * US) // window_config.hop_us) * window_config.hop_us
@@ -432,7 +448,7 @@ def create_app(
                         w.patient_id,
                         w.start_us,
                         w.end_us,
-                        tables.vitals.get(w.patient_id),
+                        vitals_of(w.patient_id),
                         tables.context.get(w.patient_id),
                         align_config,
                     )

@@ -243,7 +243,10 @@ def _asystole(beats: NDArray[np.float64], start: float, end: float, gaps: NDArra
             np.full(len(beats), _BEAT),
         )
     )
-    order = np.argsort(points, kind="stable")
+    # At equal times a stretch of observed signal begins before a beat and ends after it, so a beat on a
+    # boundary closes or opens the pause beside it (its evidence then says "beat").
+    rank = np.select([labels == _BEAT, (labels == _SPAN_START) | (labels == _GAP_END)], [1, 0], 2)
+    order = np.lexsort((rank, points))
     points, labels = points[order], labels[order]
     lo, hi = points[:-1], points[1:]
     pause = np.round(hi - lo, _PAUSE_DECIMALS)

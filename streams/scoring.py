@@ -135,7 +135,7 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
         if w is None:
             continue
         rows = [r for r, (_, kind) in enumerate(w.channels) if kind == "ecg"]
-        if rows:
+        if rows and w.samples.shape[1]:
             groups[w.sampling_rate].append((i, rows))
     for rate, members in groups.items():
         stacked = [windows[i].samples[rows] for i, rows in members]  # type: ignore[union-attr]

@@ -4,7 +4,9 @@ State that must survive a restart lives here (DESIGN.md): each table is backed b
 topic (:func:`streams.topics.changelog`) that a restarted worker reads back before it consumes. Waveform
 buffers are not here: they are rebuilt from the input topic's uncommitted tail (:mod:`streams.windows`).
 
-* ``vitals-state``: patient id -> ``{vital name: [[time_s, value], ...]}`` (:func:`streams.align.add_vitals`).
+* ``vitals-state``: patient id -> ``{vital name: [[time_s, value], ...]}`` (:func:`streams.align.add_vitals`),
+  without the last ``recent_s`` seconds' points but each signal's newest (:func:`streams.align.persisted_vitals`):
+  those stay in the worker's memory.
 * ``context-state``: patient id -> ``{"imaging": [...], "notes": [...]}`` (:func:`streams.align.add_context`).
 """
 

@@ -6,7 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.align import STALENESS_S, AlignConfig, add_context, add_vitals, align, vitals_as_of
+from streams.align import (
+    STALENESS_S,
+    AlignConfig,
+    add_context,
+    add_vitals,
+    align,
+    newer_than,
+    persisted_vitals,
+    vitals_as_of,
+)
 from streams.records import ImagingEvent, NoteEvent, VitalsEvent
 from streams.windows import US
 
@@ -149,3 +158,17 @@ def test_a_cuff_pressure_stays_joined_until_its_staleness_limit_after_a_newer_on
     add_vitals(history, vitals(1800, systolic_bp=90), CONFIG)  # the next cuff reading, 30 min later
     got = vitals_as_of(history, at(1795), CONFIG)["systolic_bp"]  # a window ending just before it
     assert (got.value, got.age_s) == (120.0, 1795.0)
+
+
+def test_the_changelog_holds_the_thinned_points_and_the_newest_the_worker_the_recent_ones() -> None:
+    history: dict = {}
+    for s in range(0, 600):  # 1 Hz for 10 minutes
+        add_vitals(history, vitals(s, heart_rate=60 + s % 7), CONFIG)
+    stored = persisted_vitals(history, CONFIG)
+    times = [p[0] - at(0) for p in stored["heart_rate"]]
+    assert times[-1] == 599 and all(t < 599 - CONFIG.recent_s for t in times[:-1])
+    assert len(stored["heart_rate"]) < len(history["heart_rate"]) <= len(stored["heart_rate"]) + CONFIG.recent_s
+    # a worker restarted from the stored projection joins the same trend and the same newest value
+    assert vitals_as_of(stored, at(599), CONFIG) == vitals_as_of(history, at(599), CONFIG)
+    assert not newer_than(stored, history)
+    assert newer_than(persisted_vitals({"heart_rate": [[at(700), 80.0]]}, CONFIG), history)

@@ -523,3 +523,10 @@ def test_the_batch_finds_fibrillation_per_window_whatever_the_other_windows_hold
     assert found[4] == [("ventricular_fibrillation", 0.0, 10.0)]
     rows = detect_fibrillation_batch(np.stack([flutter, sinus]), FS, np.zeros((2, len(flutter)), bool))
     assert [len(r) for r in rows] == [1, 0]
+
+
+def test_a_beat_on_a_span_or_gap_edge_bounds_the_pause_as_a_beat() -> None:
+    (d,) = detect_rhythms(np.array([0.0, 10.0]), None, span=(0.0, 10.0))
+    assert (d.evidence["starts_at"], d.evidence["ends_at"]) == ("beat", "beat")
+    first = detect_rhythms(np.array([0.0, 5.0]), None, span=(0.0, 10.0), missing=[(5.0, 6.0)])[0]
+    assert (first.onset_s, first.end_s, first.evidence["ends_at"]) == (0.0, 5.0, "beat")

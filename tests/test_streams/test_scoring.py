@@ -81,6 +81,9 @@ def test_a_window_without_ecg_channels_or_samples_has_no_features(data_dir: Path
     empty, none = ecg_features([w, None])
     assert empty.lead is None and not empty.usable and empty.detections == []
     assert none.lead is None and none.quality == 0
+    for n in (0, 1, 2):  # degenerate windows score as no ECG or no beat, never raise
+        tiny = EcgWindow("p", 0, 10 * US, 250.0, (("II", "ecg"),), np.zeros((1, n), np.float32), "stream", 0.0)
+        assert RuleScorer().score_batch([AlignedSample("p", 0, 10 * US, tiny)])[0].detections == []
 
 
 def test_the_rule_score_adds_news2_and_uses_the_ecg_rate_when_no_pulse_is_sent(data_dir: Path) -> None:
