@@ -65,7 +65,7 @@ from streams.settings import Settings
 from streams.tables import declare_tables
 from streams.transport import App
 from streams.waveform import WaveformChunk
-from streams.windows import US, EcgBuffer, EcgWindow, WindowConfig, add_chunk, advance_wall
+from streams.windows import US, EcgBuffer, EcgWindow, WindowConfig, add_chunk, advance_wall, idle
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,10 @@ def build_scorer(settings: Settings) -> Scorer:
     return model(settings.model_dir, model(settings.shadow_model_dir) if settings.shadow_model_dir else None)
 
 
+#: Wall seconds after which a silent patient's in-memory state (waveform buffer, recent vitals) is dropped, so
+#: a worker that sees patients come and go does not keep them all; the tables keep what must survive.
+FORGET_AFTER_S = 3600.0
+
 #: Batches scored or being scored whose scores are not published yet (the pipeline's depth).
 PIPELINE_BATCHES = 2
 #: Longest wait, when the score agent stops, for the scores of the batches already submitted.
@@ -310,6 +314,7 @@ def create_app(
     buffers: dict[str, EcgBuffer] = {}
     vitals_ticks: dict[str, int] = {}  # last vitals-only window end per patient without waveform
     vitals_live: dict[str, dict[str, list[list[Any]]]] = {}  # with the recent points the table does not hold
+    vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
 
     def vitals_of(patient_id: str) -> dict[str, list[list[Any]]]:
         """A patient's vitals history: this worker's, or the table's when that is newer (or all there is)."""
@@ -383,6 +388,7 @@ def create_app(
                 await send_windows(outcome.windows, outcome.released)
                 continue
             if isinstance(result, VitalsEvent):
+                vitals_arrival[result.patient_id] = time.time()
                 history = add_vitals(vitals_of(result.patient_id), result, align_config)
                 tables.vitals[result.patient_id] = persisted_vitals(history, align_config)
                 buf = buffers.get(result.patient_id)
@@ -448,7 +454,7 @@ def create_app(
                         w.patient_id,
                         w.start_us,
                         w.end_us,
-                        vitals_of(w.patient_id),
+                        vitals_live[w.patient_id] if w.patient_id in vitals_live else vitals_of(w.patient_id),
                         tables.context.get(w.patient_id),
                         align_config,
                     )
@@ -477,7 +483,7 @@ def create_app(
 
     # ----------------------------------------------------------------------------------------- timers
     async def watermark() -> None:
-        """Close silent patients' windows by wall time; raise their signal-lost events."""
+        """Close silent patients' windows by wall time; raise their signal-lost events; forget long-silent ones."""
         now = time.time()
         for patient_id, buf in list(buffers.items()):
             windows, released, lost = advance_wall(buf, window_config, now)
@@ -485,6 +491,17 @@ def create_app(
                 metrics.SIGNAL_LOST.inc()
                 log.info("signal lost: %s silent for %.1f s", patient_id, lost.silent_s)
             await send_windows(windows, released)
+            if idle(buf, now, FORGET_AFTER_S):
+                del buffers[patient_id]
+                metrics.PATIENTS.set(len(buffers))
+
+    async def forget_vitals() -> None:
+        """Drop the in-memory vitals of patients without a measurement for :data:`FORGET_AFTER_S`."""
+        horizon = time.time() - FORGET_AFTER_S
+        for patient_id in [p for p in vitals_live if vitals_arrival.get(p, 0.0) < horizon]:
+            del vitals_live[patient_id]
+            vitals_arrival.pop(patient_id, None)
+            vitals_ticks.pop(patient_id, None)
 
     async def loop_lag() -> None:
         """Measure how late the event loop wakes a sleeper (event-loop lag)."""
@@ -495,6 +512,7 @@ def create_app(
             metrics.LOOP_LAG.set(max(time.perf_counter() - started - interval, 0.0))
 
     app.timer(interval=max(settings.hop_s / 2, 0.25))(watermark)
+    app.timer(interval=60.0)(forget_vitals)
     app.task(loop_lag)
 
     # -------------------------------------------------------------------------------------- web views

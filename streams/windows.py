@@ -251,6 +251,14 @@ def advance_wall(
     return windows, released, event
 
 
+def idle(buf: EcgBuffer, now_s: float, after_s: float) -> bool:
+    """True when a patient has been silent for ``after_s`` wall seconds with every window closed.
+
+    Its buffer then holds nothing, and a worker may forget it (the next chunk starts a new buffer).
+    """
+    return buf.lost and not buf.chunks and now_s - buf.last_arrival_s > after_s
+
+
 def _close(
     buf: EcgBuffer, config: WindowConfig, watermark_us: int, closed_by: str
 ) -> tuple[list[EcgWindow], list[Any]]:

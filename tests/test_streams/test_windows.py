@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streams.waveform import Channel, WaveformChunk
-from streams.windows import US, EcgBuffer, WindowConfig, add_chunk, advance_wall
+from streams.windows import US, EcgBuffer, WindowConfig, add_chunk, advance_wall, idle
 
 FS = 250.0
 LEADS = (Channel("II", "ecg", "mV", 200.0, 0), Channel("V", "ecg", "mV", 200.0, 0))
@@ -193,6 +193,14 @@ def test_a_resent_short_chunk_is_a_duplicate_while_it_is_buffered() -> None:
     assert add_chunk(buf, short[300], config, 12.1).status == "duplicate"
     assert sum(b.chunk.seq == 300 for b in buf.chunks) == 1
     assert add_chunk(buf, short[0], config, 12.1).status in ("duplicate", "too_late")
+
+
+def test_a_patient_silent_with_every_window_closed_is_idle() -> None:
+    config = WindowConfig(window_s=10, hop_s=2, grace_s=2, signal_lost_s=5)
+    buf, _, _ = feed(list(range(20)), config)
+    assert not idle(buf, 19.0 + 7200.0, 3600.0)  # silent, but its windows are not closed yet
+    advance_wall(buf, config, 19.0 + 30.0)
+    assert not idle(buf, 19.0 + 30.0, 3600.0) and idle(buf, 19.0 + 3601.0, 3600.0)
 
 
 @pytest.mark.parametrize(("window_s", "hop_s"), [(10, 3), (2, 4), (10, 0)])
