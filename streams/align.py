@@ -156,7 +156,7 @@ def add_vitals(
             series.insert(i, [t, value])
         newest = series[-1][0]
         # thin where points leave the recent stretch: one point per resolution step before it
-        j = bisect.bisect_left(series, newest - config.recent_s, key=lambda p: p[0]) - 1  # newest point before it
+        j = _recent_start(series, config) - 1  # the newest point before the recent stretch
         if j >= 2 and series[j - 1][0] - series[j - 2][0] < config.resolution_s:
             del series[j - 1]
         while len(series) > 1 and series[1][0] <= newest - config.keep_s:
@@ -171,13 +171,12 @@ def persisted_vitals(history: Mapping[str, list[list[Any]]], config: AlignConfig
     would multiply the changelog's bytes. After a restart the history resumes from this projection, so
     the first windows may join a value up to ``resolution_s`` older until the next measurement arrives.
     """
-    out = {}
-    for name, series in history.items():
-        if not series:
-            continue
-        cut = bisect.bisect_left(series, series[-1][0] - config.recent_s, key=lambda p: p[0])
-        out[name] = series[:cut] + series[-1:] if cut < len(series) else list(series)
-    return out
+    return {name: series[: _recent_start(series, config)] + series[-1:] for name, series in history.items() if series}
+
+
+def _recent_start(series: list[list[Any]], config: AlignConfig) -> int:
+    """Index of a signal's first point within ``config.recent_s`` of its newest (the newest at the latest)."""
+    return bisect.bisect_left(series, series[-1][0] - config.recent_s, key=lambda p: p[0])
 
 
 def newer_than(stored: Mapping[str, list[list[Any]]], live: Mapping[str, list[list[Any]]]) -> bool:
