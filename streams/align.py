@@ -62,13 +62,13 @@ class AlignConfig:
     #: dropped by the faster signals beside it.
     keep_s: float = 900.0 + 60.0
     #: At most one stored point per signal per this many seconds (older points thinned; the newest always kept),
-    #: so a patient's state, written to the changelog on every vitals event, stays a few dozen points per
-    #: signal whatever the monitor's rate; a trend over 15 minutes needs no finer steps.
+    #: so a patient's state stays a few dozen points per signal whatever the monitor's rate; a trend over 15
+    #: minutes needs no finer steps. Also how often continuous numerics are written to the changelog.
     resolution_s: float = 60.0
     #: Points this recent (before the signal's newest) are all kept, unthinned: a window is aligned grace plus
     #: up to a chunk after its end, and a few seconds more under load, and must still find the last value
-    #: measured at or before its end, not one from up to ``resolution_s`` earlier. They live in the worker's
-    #: memory only (:func:`persisted_vitals`).
+    #: measured at or before its end, not one from up to ``resolution_s`` earlier. A point this long or longer
+    #: after the one before it is a sporadic reading, written to the changelog at once (:func:`changelog_due`).
     recent_s: float = 15.0
 
 
@@ -164,14 +164,31 @@ def add_vitals(
     return history
 
 
-def persisted_vitals(history: Mapping[str, list[list[Any]]], config: AlignConfig) -> dict[str, list[list[Any]]]:
-    """What of a vitals history goes to the changelog: each signal's thinned points and its newest one.
+def changelog_due(history: Mapping[str, list[list[Any]]], written: Mapping[str, float], config: AlignConfig) -> bool:
+    """Whether a patient's vitals history should be written to the changelog now.
 
-    The recent stretch (``config.recent_s``) stays in the worker's memory: written on every vitals event, it
-    would multiply the changelog's bytes. After a restart the history resumes from this projection, so
-    the first windows may join a value up to ``resolution_s`` older until the next measurement arrives.
+    ``written`` maps each signal to the time of its newest point in the last write. A write is due when a
+    signal is new, its newest point lies ``resolution_s`` or more past the written one, or that point came
+    ``recent_s`` or more after the point before it (a sporadic reading: a cuff pressure, a temperature, the
+    first numerics after a pause). A monitor's continuous numerics are therefore written about once per
+    ``resolution_s``, not on every event, and any sporadic reading at once. Until then the changelog lags
+    the worker's memory by less than ``resolution_s`` of continuous points, which a restarted worker regains
+    from the next reading (meanwhile its windows may join a value up to ``resolution_s`` older).
     """
-    return {name: series[: _recent_start(series, config)] + series[-1:] for name, series in history.items() if series}
+    for name, series in history.items():
+        if not series:
+            continue
+        newest = series[-1][0]
+        if name not in written or newest >= written[name] + config.resolution_s:
+            return True
+        if newest > written[name] and (len(series) < 2 or newest - series[-2][0] >= config.recent_s):
+            return True
+    return False
+
+
+def newest_times(history: Mapping[str, list[list[Any]]]) -> dict[str, float]:
+    """Each signal's newest point time: what :func:`changelog_due` compares a later history with."""
+    return {name: series[-1][0] for name, series in history.items() if series}
 
 
 def _recent_start(series: list[list[Any]], config: AlignConfig) -> int:

@@ -52,8 +52,9 @@ from streams.align import (
     add_context,
     add_vitals,
     align,
+    changelog_due,
     newer_than,
-    persisted_vitals,
+    newest_times,
 )
 from streams.errors import InvalidEvent
 from streams.ingest import Ingest, dead_letter
@@ -313,7 +314,8 @@ def create_app(
     heartbeat = Heartbeat()
     buffers: dict[str, EcgBuffer] = {}
     vitals_ticks: dict[str, int] = {}  # last vitals-only window end per patient without waveform
-    vitals_live: dict[str, dict[str, list[list[Any]]]] = {}  # with the recent points the table does not hold
+    vitals_live: dict[str, dict[str, list[list[Any]]]] = {}  # ahead of the table (see changelog_due)
+    vitals_written: dict[str, dict[str, float]] = {}  # newest point per signal in each patient's last write
     vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
 
     def vitals_of(patient_id: str) -> dict[str, list[list[Any]]]:
@@ -390,7 +392,9 @@ def create_app(
             if isinstance(result, VitalsEvent):
                 vitals_arrival[result.patient_id] = time.time()
                 history = add_vitals(vitals_of(result.patient_id), result, align_config)
-                tables.vitals[result.patient_id] = persisted_vitals(history, align_config)
+                if changelog_due(history, vitals_written.get(result.patient_id, {}), align_config):
+                    tables.vitals[result.patient_id] = {name: [list(p) for p in ps] for name, ps in history.items()}
+                    vitals_written[result.patient_id] = newest_times(history)
                 buf = buffers.get(result.patient_id)
                 if buf is None or buf.lost:  # no waveform: score the hop from vitals alone
                     end = -(-round(result.time.timestamp() * US) // window_config.hop_us) * window_config.hop_us
@@ -501,6 +505,7 @@ def create_app(
         for patient_id in [p for p in vitals_live if vitals_arrival.get(p, 0.0) < horizon]:
             del vitals_live[patient_id]
             vitals_arrival.pop(patient_id, None)
+            vitals_written.pop(patient_id, None)
             vitals_ticks.pop(patient_id, None)
 
     async def loop_lag() -> None:

@@ -12,8 +12,9 @@ from streams.align import (
     add_context,
     add_vitals,
     align,
+    changelog_due,
     newer_than,
-    persisted_vitals,
+    newest_times,
     vitals_as_of,
 )
 from streams.records import ImagingEvent, NoteEvent, VitalsEvent
@@ -160,15 +161,40 @@ def test_a_cuff_pressure_stays_joined_until_its_staleness_limit_after_a_newer_on
     assert (got.value, got.age_s) == (120.0, 1795.0)
 
 
-def test_the_changelog_holds_the_thinned_points_and_the_newest_the_worker_the_recent_ones() -> None:
+def test_continuous_numerics_are_written_once_a_resolution_step_and_a_restart_regains_the_rest() -> None:
     history: dict = {}
+    written: dict = {}
+    stored: dict = {}
+    writes = []
     for s in range(0, 600):  # 1 Hz for 10 minutes
         add_vitals(history, vitals(s, heart_rate=60 + s % 7), CONFIG)
-    stored = persisted_vitals(history, CONFIG)
-    times = [p[0] - at(0) for p in stored["heart_rate"]]
-    assert times[-1] == 599 and all(t < 599 - CONFIG.recent_s for t in times[:-1])
-    assert len(stored["heart_rate"]) < len(history["heart_rate"]) <= len(stored["heart_rate"]) + CONFIG.recent_s
-    # a worker restarted from the stored projection joins the same trend and the same newest value
-    assert vitals_as_of(stored, at(599), CONFIG) == vitals_as_of(history, at(599), CONFIG)
-    assert not newer_than(stored, history)
-    assert newer_than(persisted_vitals({"heart_rate": [[at(700), 80.0]]}, CONFIG), history)
+        if changelog_due(history, written, CONFIG):
+            stored, written = {n: [list(p) for p in ps] for n, ps in history.items()}, newest_times(history)
+            writes.append(s)
+    assert writes == list(range(0, 600, int(CONFIG.resolution_s)))
+    # a worker restarted from the last write, once the next reading arrives, joins what the live one joins
+    live = {n: [list(p) for p in ps] for n, ps in history.items()}
+    add_vitals(live, vitals(600, heart_rate=64), CONFIG)
+    add_vitals(stored, vitals(600, heart_rate=64), CONFIG)
+    restarted_now = vitals_as_of(stored, at(600), CONFIG)
+    assert restarted_now == vitals_as_of(live, at(600), CONFIG) and restarted_now["heart_rate"].value == 64.0
+    assert not newer_than(stored, live)
+    assert newer_than({"heart_rate": [[at(700), 80.0]]}, live)
+
+
+def test_sporadic_readings_and_new_signals_are_written_at_once() -> None:
+    history: dict = {}
+    for s in range(0, 30):
+        add_vitals(history, vitals(s, heart_rate=70), CONFIG)
+    written = newest_times(history)
+    assert not changelog_due(history, written, CONFIG)
+    add_vitals(history, vitals(30, heart_rate=70, systolic_bp=120), CONFIG)  # a first cuff pressure
+    assert changelog_due(history, written, CONFIG)
+    written = newest_times(history)
+    add_vitals(history, vitals(31, heart_rate=71), CONFIG)
+    assert not changelog_due(history, written, CONFIG)
+    add_vitals(history, vitals(50, systolic_bp=95), CONFIG)  # the next cuff reading, 20 s later
+    assert changelog_due(history, written, CONFIG)
+    written = newest_times(history)
+    add_vitals(history, vitals(40, heart_rate=72), CONFIG)  # a late numerics event changes no newest point
+    assert not changelog_due(history, written, CONFIG)
