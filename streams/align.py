@@ -80,6 +80,11 @@ class VitalValue:
     age_s: float
     trend_per_h: float | None
 
+    def __reduce__(self) -> tuple[type[VitalValue], tuple[Any, ...]]:
+        # sent to the scoring process with every window: dataclasses' pickling of a frozen slotted class
+        # looks up fields() per object, which cost the event loop more than the rest of the pickling
+        return VitalValue, (self.value, self.age_s, self.trend_per_h)
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
@@ -88,6 +93,9 @@ class Context:
     kind: str
     age_s: float
     data: Mapping[str, Any]
+
+    def __reduce__(self) -> tuple[type[Context], tuple[Any, ...]]:
+        return Context, (self.kind, self.age_s, self.data)  # as VitalValue.__reduce__
 
 
 @dataclass(slots=True)

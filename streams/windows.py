@@ -316,7 +316,10 @@ def _assemble(patient_id: str, start: int, end: int, parts: list[_Buffered], clo
         if lo >= hi:
             continue
         rows = [names[(c.name, c.kind)] for c in b.chunk.channels]
-        out[rows, lo:hi] = values[:, lo - offset : hi - offset]
+        if rows and rows == list(range(rows[0], rows[0] + len(rows))):  # the usual case: a slice, not fancy indexing
+            out[rows[0] : rows[0] + len(rows), lo:hi] = values[:, lo - offset : hi - offset]
+        else:
+            out[rows, lo:hi] = values[:, lo - offset : hi - offset]
     return EcgWindow(
         patient_id,
         start,
