@@ -41,6 +41,13 @@ from streams.rhythm import (
 )
 from streams.windows import EcgWindow
 
+#: Longest spacing (s) of the present samples around a gap for the gap to be filled and read as signal: the
+#: monitoring band ends at 40 Hz (IEC 60601-2-27 monitoring mode; :func:`models.signal.ecg_filter`), and a
+#: signal band-limited to 40 Hz is determined by samples 1 / (2 x 40 Hz) = 12.5 ms apart (Nyquist-Shannon).
+#: At 250 Hz that is up to two lost samples in a row: filled by :func:`_bridge_gaps`, they neither split a
+#: pause nor hide a beat. Any longer gap stays missing.
+BRIDGED_GAP_S = 1.0 / (2 * 40.0)
+
 #: A window whose best lead has a signal-quality index below this gives no heart rate or RR features to the
 #: score. Its rhythm detections are still reported (with the quality in their evidence): a flat line is what
 #: both asystole and a lead-off look like, and the alert logic, not this gate, decides which it is.
@@ -154,6 +161,7 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
         filtered = x[:, 0, :].numpy()
         if rate != PROCESSING_RATE_HZ:
             missing = _mask_on_grid(missing, rate, filtered.shape[1])
+        lost, missing = missing, _unbridged(missing, PROCESSING_RATE_HZ)
         clean = np.where(missing, 0.0, filtered)
         peaks = ecg_detect_r_peaks_batch(clean, PROCESSING_RATE_HZ)
         quality = ecg_signal_quality(clean, PROCESSING_RATE_HZ, missing, peaks)
@@ -172,6 +180,7 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
             out[i] = _window_features(
                 w, rows, clean[part], missing[part], peaks[part], quality[part], int(lead - first), vf
             )
+            out[i].present_fraction = float(1.0 - lost[part].mean())
     return out
 
 
@@ -179,13 +188,32 @@ def _bridge_gaps(samples: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """Missing samples filled by a straight line between the present samples around them (held at the ends).
 
     Only for filtering: a gap filled with zeros would be a step wherever the ECG's baseline is not at zero,
-    and the filters would ring into false beats beside it. The samples stay marked missing; no beat or
-    pause is taken from a gap.
+    and the filters would ring into false beats beside it. The samples stay marked missing, and no beat or
+    pause is taken from a gap, except from one short enough to read as signal (:func:`_unbridged`).
     """
     out = np.nan_to_num(samples, nan=0.0)
     for row in np.flatnonzero(missing.any(axis=1) & ~missing.all(axis=1)):
         present = np.flatnonzero(~missing[row])
         out[row, missing[row]] = np.interp(np.flatnonzero(missing[row]), present, samples[row, present])
+    return out
+
+
+def _unbridged(missing: np.ndarray, sampling_rate: float) -> np.ndarray:
+    """The missing-sample mask without the gaps short enough to read as signal (:data:`BRIDGED_GAP_S`).
+
+    A gap is short when the present samples on both of its sides lie at most ``BRIDGED_GAP_S`` apart; a gap
+    at either end of the window has no sample on one side and stays missing.
+    """
+    longest = int(BRIDGED_GAP_S * sampling_rate + 1e-9) - 1  # missing samples in a row that are still bridged
+    if longest < 1 or not missing.any():
+        return missing
+    out = missing.copy()
+    n = missing.shape[1]
+    for row in np.flatnonzero(missing.any(axis=1)):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], missing[row].astype(np.int8), [0]))))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            if a > 0 and b < n and b - a <= longest:
+                out[row, a:b] = False
     return out
 
 
@@ -227,7 +255,6 @@ def _window_features(
         lead=names[best],
         quality=float(quality[best]),
         lead_quality={n: round(float(q), 3) for n, q in zip(names, quality, strict=True)},
-        present_fraction=float(1.0 - miss.mean()),
     )
     feats.usable = feats.quality >= MIN_QUALITY
     lead_missing = miss[best]

@@ -216,3 +216,33 @@ def test_the_pulse_rate_of_arterial_pressure_or_pleth_agrees_with_readable_ecg(d
             compared += 1
             assert abs(rate - hr) <= max(0.1 * hr, 5.0), (rate, hr)
     assert compared >= 3
+
+
+def test_one_or_two_lost_samples_neither_hide_a_beat_nor_split_a_pause(data_dir: Path) -> None:
+    fs = 250
+    whole = mitdb_window(data_dir, "101", 60.0, fs)
+    (full,) = ecg_features([whole])
+    peaks = np.round(full.beats_s * fs).astype(int)
+    holed = mitdb_window(data_dir, "101", 60.0, fs)
+    for p in peaks:
+        holed.samples[:, p : p + 2] = np.nan  # each R peak's sample and the next one lost
+    (got,) = ecg_features([holed])
+    assert got.present_fraction < 1.0
+    assert got.beats_s.size == full.beats_s.size and np.allclose(got.beats_s, full.beats_s, atol=1.0 / fs)
+
+    # a 7-s pause (the ECG replaced by a straight line between its ends), then samples lost at its middle
+    a, b = int(1.1 * fs), int(7.5 * fs)
+    paused = mitdb_window(data_dir, "101", 60.0, fs)
+    paused.samples[:, a:b] = np.linspace(paused.samples[:, a], paused.samples[:, b], b - a, axis=1)
+    (reference,) = ecg_features([paused])
+    (pause,) = [d for d in reference.detections if d.kind == "asystole"]
+    assert 6.5 <= pause.evidence["pause_s"] < 8.0  # so that either half of it is shorter than 4 s
+    middle = round((pause.onset_s + pause.end_s) / 2 * fs)
+    for lost, split in ((1, False), (2, False), (3, True)):  # 3 lost samples at 250 Hz: present ones 16 ms apart
+        cut = EcgWindow(**{k: getattr(paused, k) for k in paused.__dataclass_fields__})
+        cut.samples = paused.samples.copy()
+        cut.samples[:, middle : middle + lost] = np.nan
+        (f,) = ecg_features([cut])
+        found = [d for d in f.detections if d.kind == "asystole"]
+        assert (found == []) is split, (lost, found)
+        assert split or (found[0].onset_s, found[0].end_s) == (pause.onset_s, pause.end_s)
