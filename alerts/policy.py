@@ -28,7 +28,8 @@ change of state of an episode: the ``alerts`` topic is the audit trail.
   showing a perfusing pulse (``pulse_rate_bpm`` >= :data:`PERFUSING_PULSE_BPM`) suppresses them.
 
 **Episodes and states** (IEC 60601-1-8; IHE PCD ACM phases): a condition that holds for its rule's
-``confirm_s`` opens an episode in state ``active``; unacknowledged past ``escalate_s`` it becomes ``escalated``;
+``confirm_s`` opens an episode in state ``active``; unacknowledged past ``escalate_s`` it becomes ``escalated``
+(also when it is ``latched`` by then: a high-priority alarm nobody has seen escalates though it ended);
 a person acknowledges it (``acknowledged``), silences it for a time (``acknowledged`` until the silence ends,
 then ``active`` again if the condition persists) or resolves it. An acknowledged episode whose condition
 persists is re-announced (``active``) every ``realert_s``. When the condition has been absent for
@@ -194,6 +195,8 @@ class Episode:
     silenced_until: float | None = None
     acknowledged_by: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: When it last escalated (None: not since it was last announced); an episode escalates once per announcement.
+    escalated_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -391,7 +394,7 @@ def on_score(
             else:
                 ep.present, ep.clear_since, ep.evidence = True, None, c.evidence or ep.evidence
                 if ep.state == "latched":
-                    ep.opened = state.clock
+                    ep.opened, ep.escalated_at = state.clock, None
                     out.append(_change(state, ep, "active", state.clock, f"{rule.message} (returned)"))
             continue
         state.pending.pop(kind, None)
@@ -449,6 +452,8 @@ def _end(state: PatientAlerts, ep: Episode, now: float) -> list[Alert]:
     """The condition is over: resolve, unless a latching episode still awaits acknowledgement (latched)."""
     if ep.state == "latched":
         return []
+    if ep.state == "escalated" and ep.escalated_at is not None and ep.escalated_at >= (ep.clear_since or 0.0):
+        return []  # it escalated while latched: its condition had already ended
     if RULES[ep.kind].latching and ep.state in ("active", "escalated"):
         return [_change(state, ep, "latched", now, f"{RULES[ep.kind].message} (ended; latched until acknowledged)")]
     return [_resolve(state, ep, now)]
@@ -459,16 +464,18 @@ def _timers(state: PatientAlerts, now: float) -> list[Alert]:
     out = []
     for ep in list(state.episodes.values()):
         rule = RULES[ep.kind]
-        if ep.state == "active" and now - ep.opened >= rule.escalate_s:
-            out.append(_change(state, ep, "escalated", now, f"{rule.message} (unacknowledged, escalated)"))
+        if ep.state in ("active", "latched") and ep.escalated_at is None and now - ep.opened >= rule.escalate_s:
+            why = "ended, unacknowledged" if ep.state == "latched" else "unacknowledged"
+            ep.escalated_at = now
+            out.append(_change(state, ep, "escalated", now, f"{rule.message} ({why}, escalated)"))
         elif ep.state == "acknowledged" and ep.present:
             if ep.silenced_until is not None:
                 if now >= ep.silenced_until:
                     ep.silenced_until = None
-                    ep.opened = now
+                    ep.opened, ep.escalated_at = now, None
                     out.append(_change(state, ep, "active", now, f"{rule.message} (silence over)"))
             elif now - ep.notified >= rule.realert_s:
-                ep.opened = now
+                ep.opened, ep.escalated_at = now, None
                 out.append(_change(state, ep, "active", now, f"{rule.message} (still present)"))
     return out
 

@@ -202,6 +202,32 @@ def test_an_unacknowledged_high_alarm_re_alerted_escalates_and_stays_latched() -
     assert states(on_ack(st, ack(first.alert_id, 901))[1]) == ["acknowledged", "resolved"]
 
 
+def test_a_latched_alarm_nobody_acknowledged_escalates_once_and_stays_until_acknowledged() -> None:
+    st = PatientAlerts("p1")
+    (first,) = run(st, score(10, [("ventricular_tachycardia", 8)]))
+    assert states(run(st, *(score(t) for t in range(12, 40, 2)))) == ["latched"]  # a short run, over
+    escalate = RULES["ventricular_tachycardia"].escalate_s
+    assert states(on_tick(st, first.time.timestamp() + escalate - 1)[1]) == []
+    (up,) = on_tick(st, first.time.timestamp() + escalate)[1]
+    assert (up.state.value, up.alert_id, up.revision) == ("escalated", first.alert_id, 2)
+    assert "ended, unacknowledged" in up.message
+    # later scores without the condition and later ticks neither latch it again nor escalate it twice
+    assert run(st, *(score(t) for t in range(130, 400, 2))) == []
+    assert on_tick(st, first.time.timestamp() + 10 * escalate)[1] == []
+    assert states(on_ack(st, ack(first.alert_id, 900))[1]) == ["acknowledged", "resolved"]
+
+
+def test_an_escalated_alarm_whose_condition_returns_and_ends_latches_without_escalating_again() -> None:
+    st = PatientAlerts("p1")
+    (first,) = run(st, score(10, [("ventricular_tachycardia", 8)]))
+    run(st, *(score(t) for t in range(12, 40, 2)))
+    on_tick(st, first.time.timestamp() + RULES["ventricular_tachycardia"].escalate_s)
+    assert run(st, score(140, [("ventricular_tachycardia", 136)])) == []  # still escalated: nothing to announce
+    assert states(run(st, *(score(t) for t in range(142, 170, 2)))) == ["latched"]
+    assert on_tick(st, 10_000 + first.time.timestamp())[1] == []
+    assert st.episodes["ventricular_tachycardia"].state == "latched"
+
+
 def test_single_parameter_3_and_model_risk_alerts() -> None:
     st = PatientAlerts("p1")
     out = run(st, *(score(t, news2=3, news2_single_parameter_3=1.0, risk=0.6) for t in range(0, 62, 2)))
