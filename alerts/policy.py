@@ -392,8 +392,9 @@ def on_score(
                     del state.pending[kind]
                     out.extend(_open(state, kind, since, c.evidence))
             else:
+                returned = ep.state == "latched" or _escalated_when_over(ep)
                 ep.present, ep.clear_since, ep.evidence = True, None, c.evidence or ep.evidence
-                if ep.state == "latched":
+                if returned:
                     ep.opened, ep.escalated_at = state.clock, None
                     out.append(_change(state, ep, "active", state.clock, f"{rule.message} (returned)"))
             continue
@@ -448,12 +449,17 @@ def _resolve(state: PatientAlerts, ep: Episode, now: float, message: str | None 
     return record
 
 
+def _escalated_when_over(ep: Episode) -> bool:
+    """Whether the episode escalated while latched (its condition over): it is still latched, escalated."""
+    return ep.state == "escalated" and ep.escalated_at is not None and ep.escalated_at >= (ep.clear_since or 0.0)
+
+
 def _end(state: PatientAlerts, ep: Episode, now: float) -> list[Alert]:
     """The condition is over: resolve, unless a latching episode still awaits acknowledgement (latched)."""
     if ep.state == "latched":
         return []
-    if ep.state == "escalated" and ep.escalated_at is not None and ep.escalated_at >= (ep.clear_since or 0.0):
-        return []  # it escalated while latched: its condition had already ended
+    if _escalated_when_over(ep):
+        return []
     if RULES[ep.kind].latching and ep.state in ("active", "escalated"):
         return [_change(state, ep, "latched", now, f"{RULES[ep.kind].message} (ended; latched until acknowledged)")]
     return [_resolve(state, ep, now)]

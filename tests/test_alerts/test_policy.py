@@ -217,15 +217,16 @@ def test_a_latched_alarm_nobody_acknowledged_escalates_once_and_stays_until_ackn
     assert states(on_ack(st, ack(first.alert_id, 900))[1]) == ["acknowledged", "resolved"]
 
 
-def test_an_escalated_alarm_whose_condition_returns_and_ends_latches_without_escalating_again() -> None:
+def test_a_condition_returning_to_an_alarm_escalated_while_latched_is_announced_again() -> None:
     st = PatientAlerts("p1")
     (first,) = run(st, score(10, [("ventricular_tachycardia", 8)]))
     run(st, *(score(t) for t in range(12, 40, 2)))
-    on_tick(st, first.time.timestamp() + RULES["ventricular_tachycardia"].escalate_s)
-    assert run(st, score(140, [("ventricular_tachycardia", 136)])) == []  # still escalated: nothing to announce
+    escalate = RULES["ventricular_tachycardia"].escalate_s
+    on_tick(st, first.time.timestamp() + escalate)
+    back = run(st, score(140, [("ventricular_tachycardia", 136)]))
+    assert [(a.state.value, a.alert_id, a.revision) for a in back] == [("active", first.alert_id, 3)]
     assert states(run(st, *(score(t) for t in range(142, 170, 2)))) == ["latched"]
-    assert on_tick(st, 10_000 + first.time.timestamp())[1] == []
-    assert st.episodes["ventricular_tachycardia"].state == "latched"
+    assert states(on_tick(st, back[0].time.timestamp() + escalate)[1]) == ["escalated"]  # a new announcement
 
 
 def test_single_parameter_3_and_model_risk_alerts() -> None:
