@@ -197,6 +197,8 @@ class Episode:
     evidence: dict[str, Any] = field(default_factory=dict)
     #: When it last escalated (None: not since it was last announced); an episode escalates once per announcement.
     escalated_at: float | None = None
+    #: When its condition ended while it awaited acknowledgement (latched; it may have escalated since).
+    latched_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -392,10 +394,10 @@ def on_score(
                     del state.pending[kind]
                     out.extend(_open(state, kind, since, c.evidence))
             else:
-                returned = ep.state == "latched" or _escalated_when_over(ep)
+                returned = ep.state == "latched" or ep.latched_at is not None
                 ep.present, ep.clear_since, ep.evidence = True, None, c.evidence or ep.evidence
                 if returned:
-                    ep.opened, ep.escalated_at = state.clock, None
+                    ep.opened, ep.escalated_at, ep.latched_at = state.clock, None, None
                     out.append(_change(state, ep, "active", state.clock, f"{rule.message} (returned)"))
             continue
         state.pending.pop(kind, None)
@@ -449,18 +451,12 @@ def _resolve(state: PatientAlerts, ep: Episode, now: float, message: str | None 
     return record
 
 
-def _escalated_when_over(ep: Episode) -> bool:
-    """Whether the episode escalated while latched (its condition over): it is still latched, escalated."""
-    return ep.state == "escalated" and ep.escalated_at is not None and ep.escalated_at >= (ep.clear_since or 0.0)
-
-
 def _end(state: PatientAlerts, ep: Episode, now: float) -> list[Alert]:
     """The condition is over: resolve, unless a latching episode still awaits acknowledgement (latched)."""
-    if ep.state == "latched":
-        return []
-    if _escalated_when_over(ep):
+    if ep.state == "latched" or ep.latched_at is not None:  # latched already (and maybe escalated since)
         return []
     if RULES[ep.kind].latching and ep.state in ("active", "escalated"):
+        ep.latched_at = now
         return [_change(state, ep, "latched", now, f"{RULES[ep.kind].message} (ended; latched until acknowledged)")]
     return [_resolve(state, ep, now)]
 
@@ -529,7 +525,7 @@ def on_ack(state: PatientAlerts, ack: AlertAck) -> tuple[PatientAlerts, list[Ale
     ep = next((e for e in state.episodes.values() if e.alert_id == ack.alert_id), None)
     if ep is None:
         return state, []
-    ep.acknowledged_by = ack.user
+    ep.acknowledged_by, ep.latched_at = ack.user, None
     ep.evidence = {**ep.evidence, "reason": ack.reason} if ack.reason else ep.evidence
     if ack.action == "resolve":
         return state, [_resolve(state, ep, now, f"{RULES[ep.kind].message} (resolved by {ack.user})")]

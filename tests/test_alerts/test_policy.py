@@ -229,6 +229,21 @@ def test_a_condition_returning_to_an_alarm_escalated_while_latched_is_announced_
     assert states(on_tick(st, back[0].time.timestamp() + escalate)[1]) == ["escalated"]  # a new announcement
 
 
+def test_an_escalated_alarm_stays_escalated_while_present_and_latches_or_resolves_when_over() -> None:
+    st = PatientAlerts("p1")
+    out = run(st, *(score(t, [("ventricular_tachycardia", 8)]) for t in range(10, 400, 2)))
+    assert states(out) == ["active", "escalated"]  # present throughout: escalated once, never "returned"
+    # the condition ends 6 s before the escalation delay, so it escalates inside the clearing time
+    st = PatientAlerts("p1")
+    run(st, *(score(t, [("ventricular_tachycardia", 8)]) for t in range(10, 126, 2)))
+    out = run(st, *(score(t) for t in range(126, 200, 2)))
+    assert states(out) == ["escalated", "latched"]  # a latching kind still latches once the clearing time is over
+    st = PatientAlerts("p1")
+    run(st, *(score(t, news2=5) for t in range(0, 340, 2)))
+    out = run(st, *(score(t, news2=2) for t in range(340, 600, 2)))
+    assert states(out) == ["escalated", "resolved"]  # a kind that does not latch resolves
+
+
 def test_single_parameter_3_and_model_risk_alerts() -> None:
     st = PatientAlerts("p1")
     out = run(st, *(score(t, news2=3, news2_single_parameter_3=1.0, risk=0.6) for t in range(0, 62, 2)))
