@@ -12,6 +12,7 @@ features and the rhythm conditions then run per window on the lead with the best
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,11 +42,12 @@ from streams.rhythm import (
 )
 from streams.windows import EcgWindow
 
-#: Longest spacing (s) of the present samples around a gap for the gap to be filled and read as signal: the
-#: monitoring band ends at 40 Hz (IEC 60601-2-27 monitoring mode; :func:`models.signal.ecg_filter`), and a
-#: signal band-limited to 40 Hz is determined by samples 1 / (2 x 40 Hz) = 12.5 ms apart (Nyquist-Shannon).
-#: At 250 Hz that is up to two lost samples in a row: filled by :func:`_bridge_gaps`, they neither split a
-#: pause nor hide a beat. Any longer gap stays missing.
+#: Longest spacing (s) of the present samples around an isolated gap for the gap to be filled and read as
+#: signal: the monitoring band ends at 40 Hz (IEC 60601-2-27 monitoring mode; :func:`models.signal.ecg_filter`),
+#: and a signal band-limited to 40 Hz is determined by samples 1 / (2 x 40 Hz) = 12.5 ms apart
+#: (Nyquist-Shannon). Isolated: at least as long a stretch of present samples on either side. At 250 Hz that
+#: is up to two lost samples in a row (none at 125 Hz, where one lost sample leaves 16 ms): filled by
+#: :func:`_bridge_gaps`, they neither split a pause nor hide a beat. Any other gap stays missing.
 BRIDGED_GAP_S = 1.0 / (2 * 40.0)
 
 #: A window whose best lead has a signal-quality index below this gives no heart rate or RR features to the
@@ -159,9 +161,9 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
             x = ecg_resample(x, rate, PROCESSING_RATE_HZ)
         x = ecg_filter(x, PROCESSING_RATE_HZ, mains_hz=mains_hz or None)
         filtered = x[:, 0, :].numpy()
+        lost, missing = missing, _unbridged(missing, rate)
         if rate != PROCESSING_RATE_HZ:
-            missing = _mask_on_grid(missing, rate, filtered.shape[1])
-        lost, missing = missing, _unbridged(missing, PROCESSING_RATE_HZ)
+            lost, missing = (_mask_on_grid(m, rate, filtered.shape[1]) for m in (lost, missing))
         clean = np.where(missing, 0.0, filtered)
         peaks = ecg_detect_r_peaks_batch(clean, PROCESSING_RATE_HZ)
         quality = ecg_signal_quality(clean, PROCESSING_RATE_HZ, missing, peaks)
@@ -199,20 +201,25 @@ def _bridge_gaps(samples: np.ndarray, missing: np.ndarray) -> np.ndarray:
 
 
 def _unbridged(missing: np.ndarray, sampling_rate: float) -> np.ndarray:
-    """The missing-sample mask without the gaps short enough to read as signal (:data:`BRIDGED_GAP_S`).
+    """The missing-sample mask (at the input rate) without the isolated gaps short enough to read as signal.
 
-    A gap is short when the present samples on both of its sides lie at most ``BRIDGED_GAP_S`` apart; a gap
-    at either end of the window has no sample on one side and stays missing.
+    A gap is bridged when the present samples on its two sides lie at most :data:`BRIDGED_GAP_S` apart and
+    each side has at least that long a stretch of present samples; a gap at either end of the window has no
+    sample on one side and stays missing.
     """
-    longest = int(BRIDGED_GAP_S * sampling_rate + 1e-9) - 1  # missing samples in a row that are still bridged
+    longest = int(BRIDGED_GAP_S * sampling_rate + 1e-9) - 1  # missing samples in a row that may be bridged
+    side = math.ceil(BRIDGED_GAP_S * sampling_rate)  # present samples needed on each side
     if longest < 1 or not missing.any():
         return missing
     out = missing.copy()
     n = missing.shape[1]
     for row in np.flatnonzero(missing.any(axis=1)):
         edges = np.flatnonzero(np.diff(np.concatenate(([0], missing[row].astype(np.int8), [0]))))
-        for a, b in zip(edges[::2], edges[1::2], strict=True):
-            if a > 0 and b < n and b - a <= longest:
+        starts, ends = edges[::2], edges[1::2]
+        before = starts - np.concatenate(([0], ends[:-1]))  # present samples since the previous gap
+        after = np.concatenate((starts[1:], [n])) - ends
+        for a, b, p, q in zip(starts, ends, before, after, strict=True):
+            if a > 0 and b < n and b - a <= longest and p >= side and q >= side:
                 out[row, a:b] = False
     return out
 

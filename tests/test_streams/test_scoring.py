@@ -11,7 +11,7 @@ from scipy.signal import resample_poly
 
 from streams.align import AlignedSample, VitalValue
 from streams.rhythm import Detection
-from streams.scoring import EcgFeatures, RuleScorer, ecg_features, window_pulse_rate
+from streams.scoring import BRIDGED_GAP_S, EcgFeatures, RuleScorer, _unbridged, ecg_features, window_pulse_rate
 from streams.windows import US, EcgWindow
 
 BEATS = list("NLRejAaJSVEF/fQ")
@@ -246,3 +246,18 @@ def test_one_or_two_lost_samples_neither_hide_a_beat_nor_split_a_pause(data_dir:
         found = [d for d in f.detections if d.kind == "asystole"]
         assert (found == []) is split, (lost, found)
         assert split or (found[0].onset_s, found[0].end_s) == (pause.onset_s, pause.end_s)
+
+
+@pytest.mark.parametrize("rate", [125, 250, 360, 500, 1000])
+def test_only_isolated_gaps_within_the_nyquist_interval_of_the_monitoring_band_are_bridged(rate: int) -> None:
+    for lost in range(1, 14):
+        mask = np.zeros((1, rate), bool)
+        mask[0, rate // 2 : rate // 2 + lost] = True
+        spacing = (lost + 1) / rate  # between the present samples on either side
+        assert (not _unbridged(mask, rate).any()) is (spacing <= BRIDGED_GAP_S), (rate, lost)
+    degraded = np.zeros((1, rate), bool)
+    degraded[0, 1::2] = True  # every other sample lost: no gap is isolated
+    assert np.array_equal(_unbridged(degraded, rate), degraded)
+    edge = np.zeros((1, rate), bool)
+    edge[0, :1] = True  # nothing before it to bridge from
+    assert np.array_equal(_unbridged(edge, rate), edge)
