@@ -172,31 +172,54 @@ def add_vitals(
     return history
 
 
-def changelog_due(history: Mapping[str, list[list[Any]]], written: Mapping[str, float], config: AlignConfig) -> bool:
+def changelog_due(
+    history: Mapping[str, list[list[Any]]], written: Mapping[str, list[Any]], config: AlignConfig
+) -> bool:
     """Whether a patient's vitals history should be written to the changelog now.
 
-    ``written`` maps each signal to the time of its newest point in the last write. A write is due when a
-    signal is new, its newest point lies ``resolution_s`` or more past the written one, or that point came
-    ``recent_s`` or more after the point before it (a sporadic reading: a cuff pressure, a temperature, the
-    first numerics after a pause). A monitor's continuous numerics are therefore written about once per
-    ``resolution_s``, not on every event, and any sporadic reading at once. Until then the changelog lags
-    the worker's memory by less than ``resolution_s`` of continuous points, which a restarted worker regains
-    from the next reading (meanwhile its windows may join a value up to ``resolution_s`` older).
+    ``written`` maps each signal to its newest point ``[time_s, value]`` in the last write. A write is due
+    when a signal's newest point differs from the written one and
+
+    * the signal is new, or its newest point lies ``resolution_s`` or more past the written one;
+    * or the point is sporadic: it came ``recent_s`` or more after the point before it, or that point did
+      after its own predecessor (a cuff pressure, a temperature and its correction, the first numerics
+      after a pause);
+    * or it corrects the written point (the same time, another value).
+
+    A monitor's continuous numerics are therefore written about once per ``resolution_s``, not on every
+    event; while they flow the changelog lags the worker's memory by less than that, which a restarted
+    worker regains from the next reading. Whatever is not due here (a late point older than a signal's
+    newest, a second correction, the last points before the numerics stop) the worker writes once the
+    patient's vitals have paused for a few seconds (``persist_vitals`` in :func:`streams.app.create_app`).
     """
     for name, series in history.items():
         if not series:
             continue
-        newest = series[-1][0]
-        if name not in written or newest >= written[name] + config.resolution_s:
+        t, value = series[-1]
+        last = written.get(name)
+        if last is None:
             return True
-        if newest > written[name] and (len(series) < 2 or newest - series[-2][0] >= config.recent_s):
+        if t == last[0]:
+            if value != last[1]:
+                return True
+            continue
+        if t < last[0]:
+            continue
+        if t >= last[0] + config.resolution_s or _sporadic(series, config):
             return True
     return False
 
 
-def newest_times(history: Mapping[str, list[list[Any]]]) -> dict[str, float]:
-    """Each signal's newest point time: what :func:`changelog_due` compares a later history with."""
-    return {name: series[-1][0] for name, series in history.items() if series}
+def _sporadic(series: list[list[Any]], config: AlignConfig) -> bool:
+    """Whether a signal's newest point, or the one before it, came ``recent_s`` or more after its predecessor."""
+    times = [p[0] for p in series[-3:]]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    return len(gaps) < 2 or any(g >= config.recent_s for g in gaps)
+
+
+def newest_points(history: Mapping[str, list[list[Any]]]) -> dict[str, list[Any]]:
+    """Each signal's newest point: what :func:`changelog_due` compares a later history with."""
+    return {name: list(series[-1]) for name, series in history.items() if series}
 
 
 def _recent_start(series: list[list[Any]], config: AlignConfig) -> int:

@@ -41,7 +41,7 @@ from typing import Any, cast
 
 import faust
 import numpy as np
-from faust.types import EventT
+from faust.types import TP, EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.artifact import SHIPPED
@@ -54,7 +54,7 @@ from streams.align import (
     align,
     changelog_due,
     newer_than,
-    newest_times,
+    newest_points,
 )
 from streams.errors import InvalidEvent
 from streams.ingest import Ingest, dead_letter
@@ -264,6 +264,11 @@ def build_scorer(settings: Settings) -> Scorer:
 #: a worker that sees patients come and go does not keep them all; the tables keep what must survive.
 FORGET_AFTER_S = 3600.0
 
+#: Wall seconds without a vitals event after which a patient's vitals not yet in the changelog are written
+#: (the last points of a monitor that stopped, a second correction of a sporadic reading: see
+#: :func:`streams.align.changelog_due`).
+VITALS_SETTLE_S = 5.0
+
 #: Batches scored or being scored whose scores are not published yet (the pipeline's depth).
 PIPELINE_BATCHES = 2
 #: Longest wait, when the score agent stops, for the scores of the batches already submitted.
@@ -315,7 +320,9 @@ def create_app(
     buffers: dict[str, EcgBuffer] = {}
     vitals_ticks: dict[str, int] = {}  # last vitals-only window end per patient without waveform
     vitals_live: dict[str, dict[str, list[list[Any]]]] = {}  # ahead of the table (see changelog_due)
-    vitals_written: dict[str, dict[str, float]] = {}  # newest point per signal in each patient's last write
+    vitals_written: dict[str, dict[str, list[Any]]] = {}  # newest point per signal in each patient's last write
+    vitals_partition: dict[str, int] = {}  # partition of each patient's vitals events (and of its table key)
+    vitals_unwritten: set[str] = set()  # patients whose vitals changed since their last write
     vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
 
     def vitals_of(patient_id: str) -> dict[str, list[list[Any]]]:
@@ -325,6 +332,15 @@ def create_app(
         if live is None or newer_than(stored, live):
             live = vitals_live[patient_id] = {name: [list(p) for p in series] for name, series in stored.items()}
         return live
+
+    def write_vitals(patient_id: str, history: dict[str, list[list[Any]]]) -> None:
+        """Write a patient's vitals history to the table and its changelog (in a stream or a timer)."""
+        value = {name: [list(p) for p in series] for name, series in history.items()}
+        tables.vitals.data[patient_id] = value
+        # the partition of the patient's vitals events: the table is co-partitioned with its input topic
+        tables.vitals.send_changelog(vitals_partition.get(patient_id), patient_id, value)
+        vitals_written[patient_id] = newest_points(history)
+        vitals_unwritten.discard(patient_id)
 
     # ----------------------------------------------------------------------------------------- topics
     inputs = app.topic(*topics.INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
@@ -391,10 +407,12 @@ def create_app(
                 continue
             if isinstance(result, VitalsEvent):
                 vitals_arrival[result.patient_id] = time.time()
+                vitals_partition[result.patient_id] = msg.partition
                 history = add_vitals(vitals_of(result.patient_id), result, align_config)
                 if changelog_due(history, vitals_written.get(result.patient_id, {}), align_config):
-                    tables.vitals[result.patient_id] = {name: [list(p) for p in ps] for name, ps in history.items()}
-                    vitals_written[result.patient_id] = newest_times(history)
+                    write_vitals(result.patient_id, history)
+                else:
+                    vitals_unwritten.add(result.patient_id)
                 buf = buffers.get(result.patient_id)
                 if buf is None or buf.lost:  # no waveform: score the hop from vitals alone
                     end = -(-round(result.time.timestamp() * US) // window_config.hop_us) * window_config.hop_us
@@ -506,6 +524,20 @@ def create_app(
             del vitals_live[patient_id]
             vitals_arrival.pop(patient_id, None)
             vitals_written.pop(patient_id, None)
+            vitals_partition.pop(patient_id, None)
+            vitals_unwritten.discard(patient_id)
+
+    async def persist_vitals() -> None:
+        """Write the vitals of patients quiet for :data:`VITALS_SETTLE_S` that changed since their last write.
+
+        Only patients whose partition this worker still holds: another worker owns the others' state now.
+        """
+        quiet = time.time() - VITALS_SETTLE_S
+        held = app.consumer.assignment() if app.consumer is not None else set()
+        for patient_id in [p for p in vitals_unwritten if vitals_arrival.get(p, quiet) <= quiet]:
+            vitals_unwritten.discard(patient_id)
+            if patient_id in vitals_live and TP(topics.VITALS, vitals_partition[patient_id]) in held:
+                write_vitals(patient_id, vitals_live[patient_id])
             vitals_ticks.pop(patient_id, None)
 
     async def loop_lag() -> None:
@@ -518,6 +550,7 @@ def create_app(
 
     app.timer(interval=max(settings.hop_s / 2, 0.25))(watermark)
     app.timer(interval=60.0)(forget_vitals)
+    app.timer(interval=VITALS_SETTLE_S)(persist_vitals)
     app.task(loop_lag)
 
     # -------------------------------------------------------------------------------------- web views

@@ -5,8 +5,8 @@ topic (:func:`streams.topics.changelog`) that a restarted worker reads back befo
 buffers are not here: they are rebuilt from the input topic's uncommitted tail (:mod:`streams.windows`).
 
 * ``vitals-state``: patient id -> ``{vital name: [[time_s, value], ...]}`` (:func:`streams.align.add_vitals`),
-  written when :func:`streams.align.changelog_due` says so: every sporadic reading, continuous numerics once
-  per ``resolution_s``; the worker's memory holds the points in between.
+  written when :func:`streams.align.changelog_due` says so (every sporadic reading, continuous numerics once
+  per ``resolution_s``) and once a patient's vitals pause; the worker's memory holds the points in between.
 * ``context-state``: patient id -> ``{"imaging": [...], "notes": [...]}`` (:func:`streams.align.add_context`).
 """
 

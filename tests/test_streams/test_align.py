@@ -14,7 +14,7 @@ from streams.align import (
     align,
     changelog_due,
     newer_than,
-    newest_times,
+    newest_points,
     vitals_as_of,
 )
 from streams.records import ImagingEvent, NoteEvent, VitalsEvent
@@ -166,18 +166,24 @@ def test_continuous_numerics_are_written_once_a_resolution_step_and_a_restart_re
     written: dict = {}
     stored: dict = {}
     writes = []
-    for s in range(0, 600):  # 1 Hz for 10 minutes
-        add_vitals(history, vitals(s, heart_rate=60 + s % 7), CONFIG)
+    for s in range(0, 600):  # 1 Hz for 10 minutes, rising 60 /min an hour, with a 7-s sawtooth
+        add_vitals(history, vitals(s, heart_rate=60 + s / 60 + s % 7), CONFIG)
         if changelog_due(history, written, CONFIG):
-            stored, written = {n: [list(p) for p in ps] for n, ps in history.items()}, newest_times(history)
+            stored, written = {n: [list(p) for p in ps] for n, ps in history.items()}, newest_points(history)
             writes.append(s)
-    assert writes == list(range(0, 600, int(CONFIG.resolution_s)))
-    # a worker restarted from the last write, once the next reading arrives, joins what the live one joins
+    assert writes == [0, 1, *range(61, 600, int(CONFIG.resolution_s))]  # the second point: see the next test
+    # a worker restarted from the last write, once the next reading arrives, joins the same value and a
+    # trend fitted to the written points, one a minute
     live = {n: [list(p) for p in ps] for n, ps in history.items()}
-    add_vitals(live, vitals(600, heart_rate=64), CONFIG)
-    add_vitals(stored, vitals(600, heart_rate=64), CONFIG)
-    restarted_now = vitals_as_of(stored, at(600), CONFIG)
-    assert restarted_now == vitals_as_of(live, at(600), CONFIG) and restarted_now["heart_rate"].value == 64.0
+    add_vitals(live, vitals(600, heart_rate=75), CONFIG)
+    add_vitals(stored, vitals(600, heart_rate=75), CONFIG)
+    restarted, running = (
+        vitals_as_of(stored, at(600), CONFIG)["heart_rate"],
+        vitals_as_of(live, at(600), CONFIG)["heart_rate"],
+    )
+    assert restarted.value == running.value == 75.0 and restarted.age_s == running.age_s == 0.0
+    assert restarted.trend_per_h == pytest.approx(running.trend_per_h, abs=6.0)
+    assert 40.0 < running.trend_per_h < 80.0
     assert not newer_than(stored, live)
     assert newer_than({"heart_rate": [[at(700), 80.0]]}, live)
 
@@ -186,15 +192,28 @@ def test_sporadic_readings_and_new_signals_are_written_at_once() -> None:
     history: dict = {}
     for s in range(0, 30):
         add_vitals(history, vitals(s, heart_rate=70), CONFIG)
-    written = newest_times(history)
+    written = newest_points(history)
     assert not changelog_due(history, written, CONFIG)
     add_vitals(history, vitals(30, heart_rate=70, systolic_bp=120), CONFIG)  # a first cuff pressure
     assert changelog_due(history, written, CONFIG)
-    written = newest_times(history)
+    written = newest_points(history)
     add_vitals(history, vitals(31, heart_rate=71), CONFIG)
     assert not changelog_due(history, written, CONFIG)
     add_vitals(history, vitals(50, systolic_bp=95), CONFIG)  # the next cuff reading, 20 s later
     assert changelog_due(history, written, CONFIG)
-    written = newest_times(history)
+    written = newest_points(history)
     add_vitals(history, vitals(40, heart_rate=72), CONFIG)  # a late numerics event changes no newest point
+    assert not changelog_due(history, written, CONFIG)
+
+
+def test_corrections_of_a_sporadic_reading_are_written() -> None:
+    history: dict = {}
+    add_vitals(history, vitals(0, body_temperature=39.5), CONFIG)
+    written = newest_points(history)
+    add_vitals(history, vitals(0, body_temperature=37.0), CONFIG)  # corrected at the same time
+    assert changelog_due(history, written, CONFIG)
+    written = newest_points(history)
+    add_vitals(history, vitals(5, body_temperature=37.2), CONFIG)  # re-measured 5 s later
+    assert changelog_due(history, written, CONFIG)
+    written = newest_points(history)
     assert not changelog_due(history, written, CONFIG)
