@@ -198,3 +198,34 @@ def test_scoring_resumes_after_sigkill_and_every_window_keeps_one_score_id(
     assert all(len(ids) == 1 for ids in by_id.values()), "a window was scored under two ids"
     # temperature 39.5 °C scores 2 (RCP 2017); every window, before and after the restart, was aligned with it
     assert all("vitals" in s["modalities"] and s["scores"]["news2"] >= 2 for s in scores)
+
+
+def test_vitals_reach_the_changelog_when_due_and_once_they_pause(settings: Settings, tmp_path: Path):
+    patient, app_id = "changelog-vitals", "vitals-changelog"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    worker = start_worker(settings, app_id, tmp_path)
+    written: list[float] = []
+    try:
+        with producer(settings) as prod:
+            for k in range(8):  # 1 Hz heart rate: the first two points are due at once, the rest once they pause
+                hr = [("8867-4", 70 + k, "/min")]
+                prod.send(
+                    topics.VITALS,
+                    key=patient.encode(),
+                    value=vitals_event(start + timedelta(seconds=k), k, patient, hr),
+                )
+        cons = consumer(
+            settings, topics.changelog(app_id, topics.VITALS_TABLE), auto_offset_reset="earliest", group_id=None
+        )
+        deadline = time.monotonic() + 40
+        try:
+            while time.monotonic() < deadline and (not written or written[-1] != 77.0):
+                for records in cons.poll(timeout_ms=500).values():
+                    written += [
+                        json.loads(r.value)["heart_rate"][-1][1] for r in records if json.loads(r.key) == patient
+                    ]
+        finally:
+            cons.close()
+    finally:
+        worker.stop()
+    assert written == [70.0, 71.0, 77.0]
