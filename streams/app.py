@@ -526,6 +526,7 @@ def create_app(
             vitals_written.pop(patient_id, None)
             vitals_partition.pop(patient_id, None)
             vitals_unwritten.discard(patient_id)
+            vitals_ticks.pop(patient_id, None)
 
     async def persist_vitals() -> None:
         """Write the vitals of patients quiet for :data:`VITALS_SETTLE_S` that changed since their last write.
@@ -538,7 +539,6 @@ def create_app(
             vitals_unwritten.discard(patient_id)
             if patient_id in vitals_live and TP(topics.VITALS, vitals_partition[patient_id]) in held:
                 write_vitals(patient_id, vitals_live[patient_id])
-            vitals_ticks.pop(patient_id, None)
 
     async def loop_lag() -> None:
         """Measure how late the event loop wakes a sleeper (event-loop lag)."""
