@@ -383,7 +383,18 @@ def _equivalent_width(segments: np.ndarray, centre: int, half: int, n_leads: int
     return per_lead.sum(axis=(-2, -1)) / np.maximum(per_lead.max(axis=-1).sum(axis=-1), 1e-12)
 
 
-def ecg_classify_beats(x: np.ndarray, sampling_rate: float, peaks: np.ndarray) -> np.ndarray:
+def morphology_band(x: np.ndarray, sampling_rate: float) -> np.ndarray:
+    """The band :func:`ecg_classify_beats` compares beat shapes in, for every row of ``(rows, time)`` at once.
+
+    Each row alone, zero-phase band-passed to :data:`MORPHOLOGY_BAND_HZ`, float64: many windows' leads in one call.
+    """
+    leads = _as_leads(x)
+    return _bandpass(leads, MORPHOLOGY_BAND_HZ, float(sampling_rate)) if leads.shape[-1] > 1 else leads
+
+
+def ecg_classify_beats(
+    x: np.ndarray, sampling_rate: float, peaks: np.ndarray, band: np.ndarray | None = None
+) -> np.ndarray:
     """Label each detected beat ventricular (True) or not, by a fixed morphology rule.
 
     Each beat is compared with the *dominant-beat template* of its neighbourhood: the sample-wise median
@@ -411,6 +422,8 @@ def ecg_classify_beats(x: np.ndarray, sampling_rate: float, peaks: np.ndarray) -
         x: ECG, shape ``(time,)`` or ``(leads, time)``, mV.
         sampling_rate: Rate of ``x`` in Hz (at least 100 Hz).
         peaks: R-peak sample indices, e.g. from :func:`ecg_detect_r_peaks`, shape ``(beats,)``.
+        band: ``morphology_band(x, sampling_rate)`` when the caller has it already (the live pipeline
+            band-passes the leads of a whole batch of windows at once), else None.
 
     Returns:
         Bool array, shape ``(beats,)``: True for ventricular beats (AAMI class V).
@@ -437,7 +450,9 @@ def ecg_classify_beats(x: np.ndarray, sampling_rate: float, peaks: np.ndarray) -
     n_leads, n = leads.shape
     before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
     half = min(_half(QRS_HALF_WIDTH_S, sampling_rate), before, after)
-    band = _bandpass(leads, MORPHOLOGY_BAND_HZ, float(sampling_rate)) if n > 1 else leads
+    if band is None:
+        band = morphology_band(leads, sampling_rate)
+    band = np.asarray(band, dtype=np.float64).reshape(n_leads, n)
     padded = np.pad(band, ((0, 0), (before, after)), mode="edge")
     offsets = np.arange(-before, after + 1)
     seg = padded[:, np.clip(beats, 0, n - 1)[:, None] + before + offsets[None, :]]  # (leads, beats, length)

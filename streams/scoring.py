@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.qrs import ecg_classify_beats, ecg_detect_r_peaks_batch
+from models.qrs import ecg_classify_beats, ecg_detect_r_peaks_batch, morphology_band
 from models.signal import (
     PROCESSING_RATE_HZ,
     ecg_filter,
@@ -175,12 +175,17 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
             ]
         )
         fibrillation = detect_fibrillation_batch(clean[best], PROCESSING_RATE_HZ, missing[best])
-        for (i, rows), first, lead, vf in zip(members, firsts, best, fibrillation, strict=True):
+        beats = [peaks[lead][~missing[lead, peaks[lead]]] for lead in best]  # the best lead's, none from a gap
+        # Beats are classed only in windows with a run fast enough for VT (see _window_features); the shape
+        # band of those windows' best leads is filtered in one call.
+        fast = [k for k, b in enumerate(beats) if _fast_run(b / PROCESSING_RATE_HZ)]
+        bands = dict(zip(fast, morphology_band(clean[best[fast]], PROCESSING_RATE_HZ) if fast else [], strict=True))
+        for k, ((i, rows), first, lead, vf) in enumerate(zip(members, firsts, best, fibrillation, strict=True)):
             w = windows[i]
             assert w is not None
             part = slice(first, first + len(rows))
             out[i] = _window_features(
-                w, rows, clean[part], missing[part], peaks[part], quality[part], int(lead - first), vf
+                w, rows, clean[lead], missing[lead], beats[k], quality[part], int(lead - first), vf, bands.get(k)
             )
             out[i].present_fraction = float(1.0 - lost[part].mean())
     return out
@@ -240,21 +245,23 @@ def _mask_on_grid(missing: np.ndarray, rate: float, n_out: int) -> np.ndarray:
 def _window_features(
     w: EcgWindow,
     rows: list[int],
-    clean: np.ndarray,
-    miss: np.ndarray,
-    peaks: list[np.ndarray],
+    lead_clean: np.ndarray,
+    lead_missing: np.ndarray,
+    beats: np.ndarray,
     quality: np.ndarray,
     best: int,
     fibrillation: list[Detection],
+    band: np.ndarray | None,
 ) -> EcgFeatures:
-    """Features of one window from its filtered ECG leads on the processing grid.
+    """Features of one window from its best lead (``rows[best]``, of the highest quality) on the processing grid.
 
-    Beats were detected once per lead, for the whole batch at once (missing samples as zeros; beats inside a
-    gap are dropped here), and the quality index reused them; the best lead's beats (row ``best``, of the
-    highest quality) give the RR features and rhythm conditions, and its flutter/fibrillation episodes
+    Beats were detected once per lead, for the whole batch at once (missing samples as zeros; ``beats`` are
+    the best lead's outside any gap), and the quality index (``quality``, per lead) reused them; those beats
+    give the RR features and rhythm conditions, and the lead's flutter/fibrillation episodes
     (``fibrillation``, found for the whole batch at once) join them. Beats are classed (ventricular or not)
-    only when the window holds a run fast enough for ventricular tachycardia: the class matters for no other
-    condition, and classing is the costliest step.
+    only when the window holds a run fast enough for ventricular tachycardia (:func:`_fast_run`; the caller
+    then passes the lead's :func:`models.qrs.morphology_band` as ``band``, else None): the class matters for
+    no other condition, and classing is the costliest step.
     """
     fs = float(PROCESSING_RATE_HZ)
     names = [w.channels[r][0] for r in rows]
@@ -264,18 +271,15 @@ def _window_features(
         lead_quality={n: round(float(q), 3) for n, q in zip(names, quality, strict=True)},
     )
     feats.usable = feats.quality >= MIN_QUALITY
-    lead_missing = miss[best]
     if lead_missing.all():
         feats.lead = None
         return feats
-    beats = peaks[best]
-    beats = beats[~lead_missing[beats]] if len(beats) else beats
     beats_s = beats / fs
     ventricular = np.zeros(len(beats), bool)
-    if _fast_run(beats_s):
-        ventricular = ecg_classify_beats(clean[best], fs, beats)
+    if band is not None:
+        ventricular = ecg_classify_beats(lead_clean, fs, beats, band)
     feats.beats_s, feats.ventricular = beats_s, ventricular
-    span = (0.0, clean.shape[1] / fs)
+    span = (0.0, len(lead_clean) / fs)
     gaps = _missing_intervals(lead_missing, fs)
     feats.rr = rr_features(beats_s, intervals_across_gaps(beats_s, gaps, span) if gaps else None)
     feats.detections = detect_rhythms(beats_s, ventricular, span, gaps)

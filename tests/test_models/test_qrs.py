@@ -15,6 +15,7 @@ from models.qrs import (
     ecg_classify_beats,
     ecg_detect_r_peaks,
     ecg_detect_r_peaks_windowed,
+    morphology_band,
 )
 from models.signal import PROCESSING_RATE_HZ, ecg_resample
 
@@ -99,6 +100,19 @@ def test_it_calls_the_pvcs_of_record_119_ventricular(data_dir: Path) -> None:
     at_ref_rate = np.rint(peaks * ref.sampling_rate / FS).astype(np.int64)
     veb = score_record("119", ref.samples, at_ref_rate, ref.sampling_rate, (), ref.symbols, ventricular).veb
     assert veb is not None and veb.se >= 0.95 and veb.ppv >= 0.95, veb
+
+
+def test_beats_are_classed_the_same_from_a_band_filtered_for_many_windows_at_once(data_dir: Path) -> None:
+    x = mitdb_at_250_hz(data_dir, "119", [0])[0, : int(60 * FS)]
+    windows = x[: x.size // 2500 * 2500].reshape(-1, 2500)  # 10-s windows, as the live batch holds them
+    bands = morphology_band(windows, FS)
+    called = 0
+    for window, band in zip(windows, bands, strict=True):
+        peaks = ecg_detect_r_peaks(window, FS)
+        alone = ecg_classify_beats(window, FS, peaks)
+        assert np.array_equal(ecg_classify_beats(window, FS, peaks, band), alone)
+        called += int(alone.sum())
+    assert called > 0  # record 119's PVCs: the comparison covers ventricular calls, not only normal beats
 
 
 def test_a_wide_beat_among_narrow_ones_is_ventricular_and_the_narrow_ones_are_not() -> None:
