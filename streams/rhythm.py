@@ -41,6 +41,10 @@ How this module reads the table (the choices the table leaves open):
   if its observed part alone lasts 4 s or more; the gap never counts towards it and a pause is never bridged
   across a gap, however short the gap. Likewise an RR interval that overlaps a gap (a beat may be lost in
   it) breaks every bradycardia, tachycardia or VT run that would contain it.
+* **Beats closer than the refractory period** (:data:`MIN_RR_S`, 200 ms) are not both beats: the interval
+  between them breaks every run that would contain it, as a gap does. Noise that the detector takes for
+  extra beats otherwise makes a run of ordinary beats fast enough for tachycardia, and a run of
+  (noise-labelled) ventricular beats fast enough for VT; a real run at up to 300 bpm keeps every interval.
 * **Floating point.** Rates are compared after rounding to 0.001 bpm and pauses after rounding to 1 us, so
   beats placed exactly at a threshold (every 60/140 s, say, on an epoch-seconds time axis) land on the
   threshold rather than a rounding error either side of it.
@@ -81,6 +85,10 @@ TACHYCARDIA_BEATS: Final = 17
 #: Ventricular tachycardia: at least ``VT_BEATS`` consecutive ventricular beats above ``VT_BPM`` (bpm).
 VT_BPM: Final = 100.0
 VT_BEATS: Final = 5
+#: Shortest RR interval (s) a run may contain: no QRS can follow another within 200 ms (the refractory period,
+#: Pan & Tompkins 1985, IEEE Trans. Biomed. Eng. 32:230-236; :data:`models.qrs.REFRACTORY_S`), so two
+#: detections closer than that are not two beats (one is noise, or a second peak of the same complex).
+MIN_RR_S: Final = 0.20
 
 _RATE_DECIMALS: Final = 3  # bpm compared to 0.001 bpm
 _PAUSE_DECIMALS: Final = 6  # pauses compared to 1 us
@@ -184,7 +192,7 @@ def detect_rhythms(
 
     found = _asystole(beats, start, end, gaps)
     rr = np.diff(beats)
-    rr_ok = ~_overlaps_gaps(beats[:-1], beats[1:], gaps)
+    rr_ok = ~_overlaps_gaps(beats[:-1], beats[1:], gaps) & (np.round(rr, _PAUSE_DECIMALS) >= MIN_RR_S)
     found += _rate_runs(beats, rr, rr_ok, "extreme_bradycardia", BRADYCARDIA_BEATS, BRADYCARDIA_BPM, above=False)
     found += _rate_runs(beats, rr, rr_ok, "extreme_tachycardia", TACHYCARDIA_BEATS, TACHYCARDIA_BPM, above=True)
     if vent is not None:

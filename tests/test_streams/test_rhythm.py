@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.signal import VF_MAX_LEAKAGE, vf_filter_leakage
-from streams.rhythm import Detection, detect_fibrillation, detect_fibrillation_batch, detect_rhythms
+from streams.rhythm import MIN_RR_S, Detection, detect_fibrillation, detect_fibrillation_batch, detect_rhythms
 from streams.scoring import EcgFeatures, ecg_features
 from streams.windows import EcgWindow
 
@@ -199,6 +199,21 @@ def test_vt_needs_5_consecutive_ventricular_beats():
     assert (d.onset_s, d.evidence["beats"]) == (beats[1], 9)
 
 
+def test_detections_closer_than_the_refractory_period_break_a_run():
+    # 80 bpm, each beat followed by a spurious detection 150 ms later, all labelled ventricular: 160
+    # detections a minute, 20 of them, which would read as both tachycardia and VT.
+    beats = np.sort(np.concatenate((regular(80, 10, 0.5), regular(80, 10, 0.65))))
+    vent = np.ones(beats.size, bool)
+    assert kinds(detect_rhythms(beats, vent, (0.0, 8.0)), "ventricular_tachycardia") == []
+    assert kinds(detect_rhythms(beats, vent, (0.0, 8.0)), "extreme_tachycardia") == []
+    # The same pairs 200 ms apart are read as beats: a real run at up to 300 bpm keeps every interval.
+    beats = np.sort(np.concatenate((regular(80, 10, 0.5), regular(80, 10, 0.7))))
+    assert kinds(detect_rhythms(beats, vent, (0.0, 8.0)), "ventricular_tachycardia") != []
+    assert kinds(detect_rhythms(beats, vent, (0.0, 8.0)), "extreme_tachycardia") != []
+    fastest = regular(300, 20, 0.5)
+    assert kinds(detect_rhythms(fastest, np.ones(20, bool), (0.0, 8.0)), "extreme_tachycardia") != []
+
+
 def test_no_vt_is_looked_for_when_beats_are_not_classed():
     beats = regular(150, 12, 0.5)
     assert kinds(detect_rhythms(beats, None, (0.0, 6.0)), "ventricular_tachycardia") == []
@@ -295,6 +310,8 @@ def oracle(beats: np.ndarray, vent: np.ndarray, kind: str) -> list[tuple[float, 
     runs = []
     for i in range(len(beats) - n + 1):
         if vt_only and not vent[i : i + n].all():
+            continue
+        if (np.diff(beats[i : i + n]) < MIN_RR_S).any():  # closer than the refractory period: not two beats
             continue
         rate = 60.0 * (n - 1) / (beats[i + n - 1] - beats[i])
         if (rate > threshold) if above else (rate < threshold):
