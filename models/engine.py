@@ -5,7 +5,8 @@ Callers :meth:`InferenceEngine.submit` one window (with its context) at a time, 
 runs them together: it waits for the first request, then up to ``max_delay_s`` for more, and runs as soon as
 ``preferred_batch`` are waiting (as Triton's dynamic batcher does). When requests are not backed up, one
 waits at most ``max_delay_s`` plus one batch's compute. Larger submissions are cut into batches of
-``preferred_batch``.
+``preferred_batch``; the last request of a :meth:`InferenceEngine.predict_many` call ends its batch at once
+(its caller sends nothing more until it has the answers, so waiting for more would only delay them).
 
 Device and precision: CUDA with float16 autocast when a GPU is there (``device="auto"``), the CPU otherwise
 with ``threads`` intra-op threads. On the CPU the engine can run the network through TorchScript
@@ -46,6 +47,7 @@ def pick_device(device: str = "auto") -> torch.device:
 class _Request:
     ecg: EcgInput | None
     context: Mapping[str, Any] | None
+    last: bool = False  # the last of its caller's submission: run the batch without waiting for more
     future: Future[dict[str, Any]] = field(default_factory=Future)
 
 
@@ -110,9 +112,14 @@ class InferenceEngine:
         """Serve ``model`` from the next batch on."""
         self._model = self._prepare(model)
 
-    def submit(self, ecg: EcgInput | None, context: Mapping[str, Any] | None = None) -> Future[dict[str, Any]]:
-        """Queue one window; the future gives its task probabilities and the model version."""
-        request = _Request(ecg, context)
+    def submit(
+        self, ecg: EcgInput | None, context: Mapping[str, Any] | None = None, last: bool = False
+    ) -> Future[dict[str, Any]]:
+        """Queue one window; the future gives its task probabilities and the model version.
+
+        ``last``: nothing more follows until this answer is in, so the batch it joins runs without waiting.
+        """
+        request = _Request(ecg, context, last)
         self._queue.put(request)
         return request.future
 
@@ -120,7 +127,8 @@ class InferenceEngine:
         self, ecgs: Sequence[EcgInput | None], contexts: Sequence[Mapping[str, Any] | None] | None = None
     ) -> list[dict[str, Any]]:
         """Submit many windows and wait for all of them."""
-        futures = [self.submit(e, c) for e, c in zip(ecgs, contexts or [None] * len(ecgs), strict=True)]
+        pairs = list(zip(ecgs, contexts or [None] * len(ecgs), strict=True))
+        futures = [self.submit(e, c, last=i == len(pairs) - 1) for i, (e, c) in enumerate(pairs)]
         return [f.result() for f in futures]
 
     def close(self) -> None:
@@ -136,7 +144,7 @@ class InferenceEngine:
             batch = [first]
             deadline = time.monotonic() + self.max_delay_s
             stop = False
-            while len(batch) < self.preferred_batch:
+            while len(batch) < self.preferred_batch and not batch[-1].last:
                 timeout = deadline - time.monotonic()
                 try:
                     item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import shutil
@@ -194,6 +195,23 @@ def test_the_engine_batches_requests_and_gives_what_direct_calls_give(
         assert g["model_version"] == shipped.version
         assert g["risk"] == pytest.approx(direct["risk"][i], abs=1e-5)
         assert g["rhythm"] == pytest.approx(direct["rhythm"][i], abs=1e-5)
+
+
+def test_the_engine_runs_a_callers_last_request_without_waiting_for_more(
+    shipped: artifact.RiskModel, data_dir: Path
+) -> None:
+    windows = [mitdb_window(data_dir, "119", 60 * k) for k in range(1, 4)]
+    engine = InferenceEngine(shipped, preferred_batch=64, max_delay_s=60.0, device="cpu")
+    try:
+        pending = [engine.submit(w) for w in windows[:2]]  # submit() alone: the batch waits for more
+        assert not concurrent.futures.wait(pending, timeout=0.5).done
+        with concurrent.futures.ThreadPoolExecutor(1) as caller:
+            # its last request ends the batch; waiting out the 60-s delay instead fails here after 30 s
+            got = caller.submit(engine.predict_many, windows[2:]).result(timeout=30)
+        assert all(f.done() for f in pending) and got[0]["model_version"] == shipped.version
+    finally:
+        engine.close()
+    assert engine.stats.batches == 1 and engine.stats.windows == 3
 
 
 def test_the_engine_runs_torchscript_to_the_same_answers(shipped: artifact.RiskModel, data_dir: Path) -> None:
