@@ -162,22 +162,27 @@ def ecg_filter(
     sections = _filter_sections(sampling_rate, band_hz, mains_hz)
     n = x.shape[-1]
     pad = min(n - 1, math.ceil(sampling_rate / low))
-    y = x.to(torch.float64)
-    if pad > 0:
-        # Odd extension: 2 * x[0] - x[pad:0:-1] before, 2 * x[-1] - x[-2:-pad-2:-1] after.
-        head = 2.0 * y[..., :1] - y[..., 1 : pad + 1].flip(-1)
-        tail = 2.0 * y[..., -1:] - y[..., -pad - 1 : -1].flip(-1)
-        y = torch.cat([head, y, tail], dim=-1)
+    # Odd extension: 2 * x[0] - x[pad:0:-1] before, 2 * x[-1] - x[-2:-pad-2:-1] after.
     if backend == "torchaudio":
+        y = x.to(torch.float64)
+        if pad > 0:
+            head = 2.0 * y[..., :1] - y[..., 1 : pad + 1].flip(-1)
+            tail = 2.0 * y[..., -1:] - y[..., -pad - 1 : -1].flip(-1)
+            y = torch.cat([head, y, tail], dim=-1)
         for a, b in sections:
             y = taf.filtfilt(y, a.to(y.device), b.to(y.device), clamp=False)
-    else:
-        sos = np.array([np.concatenate([b.numpy(), a.numpy()]) / a[0].item() for a, b in sections])
-        forward = scipy.signal.sosfilt(sos, y.numpy(), axis=-1)
-        y = torch.from_numpy(scipy.signal.sosfilt(sos, forward[..., ::-1], axis=-1)[..., ::-1].copy())
-    if pad > 0:
-        y = y[..., pad:-pad]
-    return y.to(x.dtype)
+        return y[..., pad : pad + n].to(x.dtype)
+    # SciPy: the same extension laid out in one float64 array, and no copy beyond the ones sosfilt makes (the
+    # filter's cost on a batch of windows is as much copying as filtering)
+    v = x.numpy()
+    ext = np.empty((*v.shape[:-1], n + 2 * pad), np.float64)
+    ext[..., pad : pad + n] = v
+    ext[..., :pad] = 2.0 * ext[..., pad : pad + 1] - ext[..., 2 * pad : pad : -1]
+    ext[..., pad + n :] = 2.0 * ext[..., pad + n - 1 : pad + n] - ext[..., pad + n - 2 : n - 2 : -1]
+    sos = np.array([np.concatenate([b.numpy(), a.numpy()]) / a[0].item() for a, b in sections])
+    forward = scipy.signal.sosfilt(sos, ext, axis=-1)
+    back = scipy.signal.sosfilt(sos, forward[..., ::-1], axis=-1)
+    return torch.from_numpy(back[..., ::-1][..., pad : pad + n].astype(x.numpy().dtype))
 
 
 #: Blocks (s) in which the flat-line check measures peak-to-peak amplitude.
