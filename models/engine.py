@@ -5,8 +5,9 @@ Callers :meth:`InferenceEngine.submit` one window (with its context) at a time, 
 runs them together: it waits for the first request, then up to ``max_delay_s`` for more, and runs as soon as
 ``preferred_batch`` are waiting (as Triton's dynamic batcher does). When requests are not backed up, one
 waits at most ``max_delay_s`` plus one batch's compute. Larger submissions are cut into batches of
-``preferred_batch``; the last request of a :meth:`InferenceEngine.predict_many` call ends its batch at once
-(its caller sends nothing more until it has the answers, so waiting for more would only delay them).
+``preferred_batch``. The last request of a :meth:`InferenceEngine.predict_many` call ends the waiting at once
+(its caller sends nothing more until it has the answers, so waiting for more would only delay them): the
+batch takes what other callers have queued already, up to ``preferred_batch``, and runs.
 
 Device and precision: CUDA with float16 autocast when a GPU is there (``device="auto"``), the CPU otherwise
 with ``threads`` intra-op threads. On the CPU the engine can run the network through TorchScript
@@ -47,7 +48,7 @@ def pick_device(device: str = "auto") -> torch.device:
 class _Request:
     ecg: EcgInput | None
     context: Mapping[str, Any] | None
-    last: bool = False  # the last of its caller's submission: run the batch without waiting for more
+    last: bool = False  # the last of its caller's submission: the batch it joins waits for nothing more
     future: Future[dict[str, Any]] = field(default_factory=Future)
 
 
@@ -117,7 +118,8 @@ class InferenceEngine:
     ) -> Future[dict[str, Any]]:
         """Queue one window; the future gives its task probabilities and the model version.
 
-        ``last``: nothing more follows until this answer is in, so the batch it joins runs without waiting.
+        ``last``: nothing more follows until this answer is in, so the batch it joins waits for nothing more
+        (it still takes what is queued already).
         """
         request = _Request(ecg, context, last)
         self._queue.put(request)
@@ -143,9 +145,9 @@ class InferenceEngine:
                 return
             batch = [first]
             deadline = time.monotonic() + self.max_delay_s
-            stop = False
-            while len(batch) < self.preferred_batch and not batch[-1].last:
-                timeout = deadline - time.monotonic()
+            stop, flush = False, first.last
+            while len(batch) < self.preferred_batch:
+                timeout = 0.0 if flush else deadline - time.monotonic()
                 try:
                     item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
                 except queue.Empty:
@@ -154,6 +156,7 @@ class InferenceEngine:
                     stop = True
                     break
                 batch.append(item)
+                flush = flush or item.last
             self._infer(batch)
             if stop:
                 return

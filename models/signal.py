@@ -173,8 +173,10 @@ def ecg_filter(
             y = taf.filtfilt(y, a.to(y.device), b.to(y.device), clamp=False)
         return y[..., pad : pad + n].to(x.dtype)
     # SciPy: the same extension laid out in one float64 array, and no copy beyond the ones sosfilt makes (the
-    # filter's cost on a batch of windows is as much copying as filtering)
-    v = x.numpy()
+    # filter's cost on a batch of windows is as much copying as filtering). NumPy casts float64 to float32 as
+    # torch does; other dtypes (float16, bfloat16) go through torch's own casts, as on the torchaudio path.
+    native = x.dtype in (torch.float32, torch.float64)
+    v = x.numpy() if native else x.to(torch.float64).numpy()
     ext = np.empty((*v.shape[:-1], n + 2 * pad), np.float64)
     ext[..., pad : pad + n] = v
     ext[..., :pad] = 2.0 * ext[..., pad : pad + 1] - ext[..., 2 * pad : pad : -1]
@@ -182,7 +184,8 @@ def ecg_filter(
     sos = np.array([np.concatenate([b.numpy(), a.numpy()]) / a[0].item() for a, b in sections])
     forward = scipy.signal.sosfilt(sos, ext, axis=-1)
     back = scipy.signal.sosfilt(sos, forward[..., ::-1], axis=-1)
-    return torch.from_numpy(back[..., ::-1][..., pad : pad + n].astype(x.numpy().dtype))
+    y = back[..., ::-1][..., pad : pad + n]
+    return torch.from_numpy(y.astype(v.dtype)) if native else torch.from_numpy(y.copy()).to(x.dtype)
 
 
 #: Blocks (s) in which the flat-line check measures peak-to-peak amplitude.

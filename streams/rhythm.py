@@ -41,10 +41,12 @@ How this module reads the table (the choices the table leaves open):
   if its observed part alone lasts 4 s or more; the gap never counts towards it and a pause is never bridged
   across a gap, however short the gap. Likewise an RR interval that overlaps a gap (a beat may be lost in
   it) breaks every bradycardia, tachycardia or VT run that would contain it.
-* **Beats closer than the refractory period** (:data:`MIN_RR_S`, 200 ms) are not both beats: the interval
-  between them breaks every run that would contain it, as a gap does. Noise that the detector takes for
-  extra beats otherwise makes a run of ordinary beats fast enough for tachycardia, and a run of
-  (noise-labelled) ventricular beats fast enough for VT; a real run at up to 300 bpm keeps every interval.
+* **A detection within the refractory period after a beat is not a beat** (:data:`MIN_RR_S`, 200 ms): it
+  is dropped before any condition is looked for, as Pan & Tompkins' detector drops it. Noise that the
+  detector takes for extra beats otherwise makes a run of ordinary beats fast enough for tachycardia, and a
+  run of (noise-labelled) ventricular beats fast enough for VT; dropped, it leaves the beats around it (a
+  bradycardia or a tachycardia with one spike in it is still found), and a real run at up to 300 bpm keeps
+  every beat.
 * **Floating point.** Rates are compared after rounding to 0.001 bpm and pauses after rounding to 1 us, so
   beats placed exactly at a threshold (every 60/140 s, say, on an epoch-seconds time axis) land on the
   threshold rather than a rounding error either side of it.
@@ -85,9 +87,9 @@ TACHYCARDIA_BEATS: Final = 17
 #: Ventricular tachycardia: at least ``VT_BEATS`` consecutive ventricular beats above ``VT_BPM`` (bpm).
 VT_BPM: Final = 100.0
 VT_BEATS: Final = 5
-#: Shortest RR interval (s) a run may contain: no QRS can follow another within 200 ms (the refractory period,
-#: Pan & Tompkins 1985, IEEE Trans. Biomed. Eng. 32:230-236; :data:`models.qrs.REFRACTORY_S`), so two
-#: detections closer than that are not two beats (one is noise, or a second peak of the same complex).
+#: Shortest RR interval (s): no QRS can follow another within 200 ms (the refractory period, Pan & Tompkins
+#: 1985, IEEE Trans. Biomed. Eng. 32:230-236; :data:`models.qrs.REFRACTORY_S`), so a detection that close after
+#: a beat is noise or a second peak of the same complex, and is dropped (:func:`refractory`).
 MIN_RR_S: Final = 0.20
 
 _RATE_DECIMALS: Final = 3  # bpm compared to 0.001 bpm
@@ -143,7 +145,7 @@ def detect_rhythms(
 
     Args:
         beats_s: Beat (QRS) times in seconds, shape ``(n,)``, strictly increasing. Beats outside ``span`` are
-            ignored.
+            ignored, and so is a detection within :data:`MIN_RR_S` after the beat before it (:func:`refractory`).
         ventricular: Per beat, shape ``(n,)``: True for a ventricular beat (AAMI class V: premature
             ventricular contraction or ventricular escape). None when beats cannot be classed: then no
             ventricular tachycardia is looked for.
@@ -188,11 +190,15 @@ def detect_rhythms(
     if not inside.all():
         beats = beats[inside]
         vent = None if vent is None else vent[inside]
+    keep = refractory(beats)
+    if not keep.all():
+        beats = beats[keep]
+        vent = None if vent is None else vent[keep]
     gaps = _merge_gaps(missing, start, end)
 
     found = _asystole(beats, start, end, gaps)
     rr = np.diff(beats)
-    rr_ok = ~_overlaps_gaps(beats[:-1], beats[1:], gaps) & (np.round(rr, _PAUSE_DECIMALS) >= MIN_RR_S)
+    rr_ok = ~_overlaps_gaps(beats[:-1], beats[1:], gaps)
     found += _rate_runs(beats, rr, rr_ok, "extreme_bradycardia", BRADYCARDIA_BEATS, BRADYCARDIA_BPM, above=False)
     found += _rate_runs(beats, rr, rr_ok, "extreme_tachycardia", TACHYCARDIA_BEATS, TACHYCARDIA_BPM, above=True)
     if vent is not None:
@@ -200,6 +206,20 @@ def detect_rhythms(
         vt_ok = rr_ok & vent[:-1] & vent[1:]
         found += _rate_runs(beats, rr, vt_ok, "ventricular_tachycardia", VT_BEATS, VT_BPM, above=True)
     return sorted(found, key=lambda d: (d.onset_s, d.kind))
+
+
+def refractory(beats_s: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Per detection (times increasing), False when it falls within :data:`MIN_RR_S` after the last beat kept."""
+    keep = np.ones(len(beats_s), dtype=bool)
+    if not (np.round(np.diff(beats_s), _PAUSE_DECIMALS) < MIN_RR_S).any():
+        return keep
+    last = float(beats_s[0])
+    for i in range(1, len(beats_s)):  # only reached when two detections are that close (noise): a short loop
+        if round(float(beats_s[i]) - last, _PAUSE_DECIMALS) < MIN_RR_S:
+            keep[i] = False
+        else:
+            last = float(beats_s[i])
+    return keep
 
 
 def _merge_gaps(missing: Sequence[tuple[float, float]], start: float, end: float) -> NDArray[np.float64]:

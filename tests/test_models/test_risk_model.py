@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import math
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +213,35 @@ def test_the_engine_runs_a_callers_last_request_without_waiting_for_more(
     finally:
         engine.close()
     assert engine.stats.batches == 1 and engine.stats.windows == 3
+
+
+def test_a_last_request_still_takes_the_requests_other_callers_queued(
+    shipped: artifact.RiskModel, data_dir: Path
+) -> None:
+    windows = [mitdb_window(data_dir, "119", 60 * k) for k in range(1, 5)]
+    engine = InferenceEngine(shipped, preferred_batch=64, max_delay_s=60.0, device="cpu")
+    sizes: list[int] = []
+    busy, release = threading.Event(), threading.Event()
+    infer = engine._infer
+
+    def held(batch: list) -> None:  # the first batch holds the inference thread while the others queue
+        sizes.append(len(batch))
+        if len(sizes) == 1:
+            busy.set()
+            release.wait(30)
+        infer(batch)
+
+    engine._infer = held  # type: ignore[method-assign]
+    try:
+        first = engine.submit(windows[0], last=True)
+        assert busy.wait(30)
+        queued = [engine.submit(w, last=True) for w in windows[1:]]  # three callers' single-window submissions
+        release.set()
+        concurrent.futures.wait([first, *queued], timeout=30)
+        assert all(f.done() for f in [first, *queued])
+    finally:
+        engine.close()
+    assert sizes == [1, 3]  # not one batch per caller
 
 
 def test_the_engine_runs_torchscript_to_the_same_answers(shipped: artifact.RiskModel, data_dir: Path) -> None:

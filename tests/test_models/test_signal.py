@@ -64,6 +64,15 @@ def test_filtering_a_batch_equals_filtering_each_lead_alone() -> None:
     assert torch.allclose(batched, single, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("backend", ["scipy", "torchaudio"])
+def test_filtering_runs_in_float64_and_returns_the_input_dtype(dtype: torch.dtype, backend: str) -> None:
+    x = (torch.randn(3, 2, 700, dtype=torch.float64) * 2.0).to(dtype)
+    y = ecg_filter(x, 250.0, backend=backend)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert torch.equal(y, ecg_filter(x.to(torch.float64), 250.0, backend=backend).to(dtype))
+
+
 def test_scipy_and_torchaudio_backends_agree_on_real_ecg(data_dir: Path) -> None:
     rec = wfdb.rdrecord(str(data_dir / "mitdb" / "115"), sampfrom=0, sampto=360 * 60)
     leads = torch.from_numpy(rec.p_signal.T.copy())  # (2, 60 s) in mV

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.signal import VF_MAX_LEAKAGE, vf_filter_leakage
-from streams.rhythm import MIN_RR_S, Detection, detect_fibrillation, detect_fibrillation_batch, detect_rhythms
+from streams.rhythm import (
+    MIN_RR_S,
+    Detection,
+    detect_fibrillation,
+    detect_fibrillation_batch,
+    detect_rhythms,
+    refractory,
+)
 from streams.scoring import EcgFeatures, ecg_features
 from streams.windows import EcgWindow
 
@@ -199,19 +206,32 @@ def test_vt_needs_5_consecutive_ventricular_beats():
     assert (d.onset_s, d.evidence["beats"]) == (beats[1], 9)
 
 
-def test_detections_closer_than_the_refractory_period_break_a_run():
+def test_a_detection_within_the_refractory_period_after_a_beat_is_dropped():
     # 80 bpm, each beat followed by a spurious detection 150 ms later, all labelled ventricular: 160
     # detections a minute, 20 of them, which would read as both tachycardia and VT.
     beats = np.sort(np.concatenate((regular(80, 10, 0.5), regular(80, 10, 0.65))))
     vent = np.ones(beats.size, bool)
     assert kinds(detect_rhythms(beats, vent, (0.0, 8.0)), "ventricular_tachycardia") == []
     assert kinds(detect_rhythms(beats, vent, (0.0, 8.0)), "extreme_tachycardia") == []
-    # The same pairs 200 ms apart are read as beats: a real run at up to 300 bpm keeps every interval.
+    # The same pairs 200 ms apart are read as beats: a real run at up to 300 bpm keeps every beat.
     beats = np.sort(np.concatenate((regular(80, 10, 0.5), regular(80, 10, 0.7))))
     assert kinds(detect_rhythms(beats, vent, (0.0, 8.0)), "ventricular_tachycardia") != []
     assert kinds(detect_rhythms(beats, vent, (0.0, 8.0)), "extreme_tachycardia") != []
     fastest = regular(300, 20, 0.5)
     assert kinds(detect_rhythms(fastest, np.ones(20, bool), (0.0, 8.0)), "extreme_tachycardia") != []
+
+
+def test_a_spike_inside_a_bradycardia_or_a_tachycardia_leaves_it_found():
+    slow = regular(25, 5, 0.5)  # 25 bpm, and a spike 150 ms after the second beat
+    spiked = np.sort(np.append(slow, slow[1] + 0.15))
+    (d,) = kinds(detect_rhythms(spiked, None, (0.0, 11.0)), "extreme_bradycardia")
+    assert (d.onset_s, d.end_s, d.evidence["beats"]) == (slow[0], slow[-1], 5)
+    fast = regular(150, 25, 0.2)  # 150 bpm for 25 beats, a spike 100 ms after the 12th
+    spiked = np.sort(np.append(fast, fast[11] + 0.1))
+    (d,) = kinds(detect_rhythms(spiked, None, (0.0, 10.0)), "extreme_tachycardia")
+    assert (d.onset_s, d.end_s, d.evidence["beats"]) == (fast[0], fast[-1], 25)
+    # each detection is measured from the last beat kept, not from the detection before it
+    assert refractory(np.array([1.0, 1.1, 1.25, 1.4])).tolist() == [True, False, True, False]
 
 
 def test_no_vt_is_looked_for_when_beats_are_not_classed():
@@ -307,11 +327,14 @@ def ds1(data_dir: Path) -> list[Annotated]:
 def oracle(beats: np.ndarray, vent: np.ndarray, kind: str) -> list[tuple[float, float]]:
     """The rule by plain loops: every qualifying run, runs sharing a beat merged; (onset, end) per episode."""
     n, threshold, above, vt_only = RULES[kind]
+    kept = [0]  # a detection within the refractory period after the last beat kept is not a beat
+    for i in range(1, len(beats)):
+        if beats[i] - beats[kept[-1]] >= MIN_RR_S:
+            kept.append(i)
+    beats, vent = beats[kept], vent[kept]
     runs = []
     for i in range(len(beats) - n + 1):
         if vt_only and not vent[i : i + n].all():
-            continue
-        if (np.diff(beats[i : i + n]) < MIN_RR_S).any():  # closer than the refractory period: not two beats
             continue
         rate = 60.0 * (n - 1) / (beats[i + n - 1] - beats[i])
         if (rate > threshold) if above else (rate < threshold):
