@@ -17,9 +17,11 @@ The agents are thin; the logic is in pure modules:
   ``CARDIOWATCH_SCORER=rules``, the rule scorer alone (:class:`streams.scoring.RuleScorer`).
 
 **Delivery guarantee.** A waveform event is acknowledged only when no open window needs it any more and the
-scores of every window that held it are published, and a vitals or context event once its table entry is
-written; so a worker killed at any moment consumes again, on restart, every chunk of the windows it had not
-finished scoring and publishing, rebuilds those windows, and scores them again.
+scores of every window that held it are published, and a vitals or context event once it is folded into its
+patient's state (a vitals history reaches the changelog when :func:`streams.align.changelog_due` says, once
+the patient's vitals pause for :data:`VITALS_SETTLE_S`, or when the worker stops gracefully); so a worker
+killed at any moment consumes again, on restart, every chunk of the windows it had not finished scoring and
+publishing, rebuilds those windows, and scores them again.
 Scores are therefore delivered at least once, and every repeat of a window carries the same ``score_id``
 (patient, window end, scorer and version): consumers deduplicate on it.
 """
@@ -528,17 +530,30 @@ def create_app(
             vitals_unwritten.discard(patient_id)
             vitals_ticks.pop(patient_id, None)
 
-    async def persist_vitals() -> None:
-        """Write the vitals of patients quiet for :data:`VITALS_SETTLE_S` that changed since their last write.
-
-        Only patients whose partition this worker still holds: another worker owns the others' state now.
-        """
-        quiet = time.time() - VITALS_SETTLE_S
+    def write_unwritten(patient_ids: list[str]) -> int:
+        """Write these patients' vitals, for the partitions this worker still holds (others own the rest now)."""
         held = app.consumer.assignment() if app.consumer is not None else set()
-        for patient_id in [p for p in vitals_unwritten if vitals_arrival.get(p, quiet) <= quiet]:
+        written = 0
+        for patient_id in patient_ids:
             vitals_unwritten.discard(patient_id)
             if patient_id in vitals_live and TP(topics.VITALS, vitals_partition[patient_id]) in held:
                 write_vitals(patient_id, vitals_live[patient_id])
+                written += 1
+        return written
+
+    async def persist_vitals() -> None:
+        """Write the vitals of patients quiet for :data:`VITALS_SETTLE_S` that changed since their last write."""
+        quiet = time.time() - VITALS_SETTLE_S
+        write_unwritten([p for p in vitals_unwritten if vitals_arrival.get(p, quiet) <= quiet])
+
+    async def persist_vitals_on_stop(sender: Any, **_: Any) -> None:
+        """On a graceful stop, write every held patient's vitals that changed since their last write.
+
+        Faust sends this signal once the streams are drained and before it flushes its producer, so a restart
+        finds the newest points (a crash still loses the last :data:`VITALS_SETTLE_S` of a quiet patient).
+        """
+        pending = list(vitals_unwritten)
+        log.info("stopping: wrote the vitals of %d of %d patients", write_unwritten(pending), len(pending))
 
     async def loop_lag() -> None:
         """Measure how late the event loop wakes a sleeper (event-loop lag)."""
@@ -551,6 +566,7 @@ def create_app(
     app.timer(interval=max(settings.hop_s / 2, 0.25))(watermark)
     app.timer(interval=60.0)(forget_vitals)
     app.timer(interval=VITALS_SETTLE_S)(persist_vitals)
+    app.on_before_shutdown.connect(cast(Any, persist_vitals_on_stop))  # mode types its receivers narrowly
     app.task(loop_lag)
 
     # -------------------------------------------------------------------------------------- web views

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -52,3 +54,11 @@ def start_worker(settings: Settings, app_id: str, state_dir: Path, **env: str) -
     proc.kill()
     log.close()
     pytest.fail(f"worker did not become healthy within 90 s: see {log.name}")
+
+
+def metric(port: int, topic: str, outcome: str) -> float:
+    """The worker's count of input events of ``topic`` with ``outcome`` (accepted | dead_letter), from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    match = re.search(rf'cardiowatch_events_total{{outcome="{outcome}",topic="{re.escape(topic)}"}} ([0-9.e+]+)', text)
+    return float(match.group(1)) if match else 0.0

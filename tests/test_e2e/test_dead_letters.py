@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +15,7 @@ from streams import topics
 from streams.kafka import consumer, producer
 from streams.settings import Settings
 from streams.waveform import Channel, WaveformChunk, encode_waveform
-from tests.test_e2e.conftest import start_worker
+from tests.test_e2e.conftest import metric, start_worker
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -91,13 +89,6 @@ def bad_events(patient: str) -> list[tuple[str, bytes, str]]:
         ),
         (topics.IMAGING, json.dumps({"schema": "cardiowatch.imaging", "version": 1}).encode(), "missing_field"),
     ]
-
-
-def metric(port: int, topic: str, outcome: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    match = re.search(rf'cardiowatch_events_total{{outcome="{outcome}",topic="{re.escape(topic)}"}} ([0-9.e+]+)', text)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_each_malformed_event_lands_in_its_dead_letter_topic_while_good_events_flow(settings, worker):

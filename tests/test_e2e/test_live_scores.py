@@ -18,7 +18,7 @@ from streams.kafka import consumer, producer
 from streams.replay import recording_events, replay
 from streams.settings import Settings
 from streams.sources import read_recording
-from tests.test_e2e.conftest import start_worker
+from tests.test_e2e.conftest import metric, start_worker
 
 WINDOW_S, HOP_S = 10, 2
 
@@ -217,15 +217,33 @@ def test_vitals_reach_the_changelog_when_due_and_once_they_pause(settings: Setti
         cons = consumer(
             settings, topics.changelog(app_id, topics.VITALS_TABLE), auto_offset_reset="earliest", group_id=None
         )
-        deadline = time.monotonic() + 40
-        try:
-            while time.monotonic() < deadline and (not written or written[-1] != 77.0):
+
+        def read_until(last: float, seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and (not written or written[-1] != last):
                 for records in cons.poll(timeout_ms=500).values():
-                    written += [
+                    written.extend(
                         json.loads(r.value)["heart_rate"][-1][1] for r in records if json.loads(r.key) == patient
-                    ]
+                    )
+
+        try:
+            read_until(77.0, 40)
+            before = metric(worker.port, topics.VITALS, "accepted")  # earlier tests' vitals included
+            with producer(settings) as prod:  # two more, not due; the worker is stopped before they pause
+                for k in (8, 9):
+                    hr = [("8867-4", 70 + k, "/min")]
+                    prod.send(
+                        topics.VITALS,
+                        key=patient.encode(),
+                        value=vitals_event(start + timedelta(seconds=k), k, patient, hr),
+                    )
+            deadline = time.monotonic() + 20
+            while metric(worker.port, topics.VITALS, "accepted") < before + 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            worker.stop()  # SIGTERM, before they pause for 5 s: a graceful stop writes what changed
+            read_until(79.0, 20)
         finally:
             cons.close()
     finally:
         worker.stop()
-    assert written == [70.0, 71.0, 77.0]
+    assert written == [70.0, 71.0, 77.0, 79.0]
