@@ -43,6 +43,7 @@ from typing import Any, cast
 
 import faust
 import numpy as np
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -532,7 +533,10 @@ def create_app(
 
     def write_unwritten(patient_ids: list[str]) -> int:
         """Write these patients' vitals, for the partitions this worker still holds (others own the rest now)."""
-        held = app.consumer.assignment() if app.consumer is not None else set()
+        try:
+            held = app.consumer.assignment()
+        except ConsumerNotStarted:  # stopped before it started: nothing was consumed, nothing is held
+            held = set()
         written = 0
         for patient_id in patient_ids:
             vitals_unwritten.discard(patient_id)
@@ -549,11 +553,15 @@ def create_app(
     async def persist_vitals_on_stop(sender: Any, **_: Any) -> None:
         """On a graceful stop, write every held patient's vitals that changed since their last write.
 
-        Faust sends this signal once the streams are drained and before it flushes its producer, so a restart
-        finds the newest points (a crash still loses the last :data:`VITALS_SETTLE_S` of a quiet patient).
+        Faust sends this signal once its consumer has stopped and before it flushes its producer, so a restart
+        finds the newest points (a crash still loses the last :data:`VITALS_SETTLE_S` of a quiet patient). A
+        failure here is logged, never raised: it would stop Faust's shutdown before the flush.
         """
         pending = list(vitals_unwritten)
-        log.info("stopping: wrote the vitals of %d of %d patients", write_unwritten(pending), len(pending))
+        try:
+            log.info("stopping: wrote the vitals of %d of %d patients", write_unwritten(pending), len(pending))
+        except Exception:
+            log.exception("stopping: the vitals of %d patients not written", len(pending))
 
     async def loop_lag() -> None:
         """Measure how late the event loop wakes a sleeper (event-loop lag)."""

@@ -215,7 +215,7 @@ def refractory(beats_s: NDArray[np.float64]) -> NDArray[np.bool_]:
         return keep
     last = float(beats_s[0])
     for i in range(1, len(beats_s)):  # only reached when two detections are that close (noise): a short loop
-        if round(float(beats_s[i]) - last, _PAUSE_DECIMALS) < MIN_RR_S:
+        if np.round(beats_s[i] - last, _PAUSE_DECIMALS) < MIN_RR_S:  # rounded as the check above
             keep[i] = False
         else:
             last = float(beats_s[i])

@@ -232,6 +232,9 @@ def test_a_spike_inside_a_bradycardia_or_a_tachycardia_leaves_it_found():
     assert (d.onset_s, d.end_s, d.evidence["beats"]) == (fast[0], fast[-1], 25)
     # each detection is measured from the last beat kept, not from the detection before it
     assert refractory(np.array([1.0, 1.1, 1.25, 1.4])).tolist() == [True, False, True, False]
+    # 0.1999995 s rounds to 200 ms (1 us, as pauses): kept, whether or not a close pair elsewhere is dropped
+    assert refractory(np.array([0.0, 0.1999995, 5.0])).all()
+    assert refractory(np.array([0.0, 0.1999995, 5.0, 5.1])).tolist() == [True, True, True, False]
 
 
 def test_no_vt_is_looked_for_when_beats_are_not_classed():
