@@ -70,6 +70,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from models.qrs import REFRACTORY_S
 from models.signal import VF_MAX_LEAKAGE, VF_RATE_BPM, VF_SEGMENT_S, VF_STEP_S, vf_filter_leakage
 
 RhythmKind = Literal[
@@ -88,9 +89,10 @@ TACHYCARDIA_BEATS: Final = 17
 VT_BPM: Final = 100.0
 VT_BEATS: Final = 5
 #: Shortest RR interval (s): no QRS can follow another within 200 ms (the refractory period, Pan & Tompkins
-#: 1985, IEEE Trans. Biomed. Eng. 32:230-236; :data:`models.qrs.REFRACTORY_S`), so a detection that close after
-#: a beat is noise or a second peak of the same complex, and is dropped (:func:`refractory`).
-MIN_RR_S: Final = 0.20
+#: 1985, IEEE Trans. Biomed. Eng. 32:230-236), the detector's own (:data:`models.qrs.REFRACTORY_S`), so a
+#: detection that close after a beat is noise or a second peak of the same complex, and is dropped
+#: (:func:`refractory`).
+MIN_RR_S: Final = REFRACTORY_S
 
 _RATE_DECIMALS: Final = 3  # bpm compared to 0.001 bpm
 _PAUSE_DECIMALS: Final = 6  # pauses compared to 1 us
