@@ -394,7 +394,7 @@ def on_score(
                     del state.pending[kind]
                     out.extend(_open(state, kind, since, c.evidence))
             else:
-                returned = ep.state == "latched" or ep.latched_at is not None
+                returned = _latched(ep)
                 ep.present, ep.clear_since, ep.evidence = True, None, c.evidence or ep.evidence
                 if returned:
                     ep.opened, ep.escalated_at, ep.latched_at = state.clock, None, None
@@ -451,9 +451,14 @@ def _resolve(state: PatientAlerts, ep: Episode, now: float, message: str | None 
     return record
 
 
+def _latched(ep: Episode) -> bool:
+    """Whether the episode's condition ended while it awaited acknowledgement (it may have escalated since)."""
+    return ep.state == "latched" or ep.latched_at is not None
+
+
 def _end(state: PatientAlerts, ep: Episode, now: float) -> list[Alert]:
     """The condition is over: resolve, unless a latching episode still awaits acknowledgement (latched)."""
-    if ep.state == "latched" or ep.latched_at is not None:  # latched already (and maybe escalated since)
+    if _latched(ep):
         return []
     if RULES[ep.kind].latching and ep.state in ("active", "escalated"):
         ep.latched_at = now
