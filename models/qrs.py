@@ -353,6 +353,17 @@ SIMILAR_CORRELATION: Final = 0.9
 WIDE_QRS_RATIO: Final = 1.3
 
 
+#: The patient's reference beat (:func:`reference_beat`) is learned only from a window of at least this many
+#: beats, at a mean rate within :data:`REFERENCE_RATE_BPM` and RR intervals differing by less than
+#: :data:`REFERENCE_RR_SPREAD_S`: a regular rhythm at a normal sinus rate, where every beat is conducted.
+REFERENCE_MIN_BEATS: Final = 5
+#: Normal sinus rate, beats/min (60-100 /min; e.g. Goldberger, *Clinical Electrocardiography*).
+REFERENCE_RATE_BPM: Final = (60.0, 100.0)
+#: Largest RR spread (s) of a regular rhythm: sinus arrhythmia is a PP variation above 0.12 s (Goldberger, as
+#: above), and a premature beat breaks it too.
+REFERENCE_RR_SPREAD_S: Final = 0.12
+
+
 #: Beats whose templates are built at once (bounds memory: block x neighbours x segment floats).
 _TEMPLATE_BLOCK: Final = 256
 
@@ -383,6 +394,69 @@ def _equivalent_width(segments: np.ndarray, centre: int, half: int, n_leads: int
     return per_lead.sum(axis=(-2, -1)) / np.maximum(per_lead.max(axis=-1).sum(axis=-1), 1e-12)
 
 
+def _segments(band: np.ndarray, beats: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Each beat's segment ``[-before, +after]`` of ``band`` (leads, time), median removed, leads concatenated.
+
+    Returns ``(beats, leads * length)``.
+    """
+    n_leads, n = band.shape
+    padded = np.pad(band, ((0, 0), (before, after)), mode="edge")
+    offsets = np.arange(-before, after + 1)
+    seg = padded[:, np.clip(beats, 0, n - 1)[:, None] + before + offsets[None, :]]  # (leads, beats, length)
+    seg = seg - np.median(seg, axis=-1, keepdims=True)
+    return seg.transpose(1, 0, 2).reshape(beats.size, -1)
+
+
+def _correlation(seg: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``seg`` with its row of ``templates`` (1 where either is flat)."""
+    centred = seg - seg.mean(axis=-1, keepdims=True)
+    template_centred = templates - templates.mean(axis=-1, keepdims=True)
+    denom = np.linalg.norm(centred, axis=-1) * np.linalg.norm(template_centred, axis=-1)
+    return np.where(denom > 0, (centred * template_centred).sum(axis=-1) / np.where(denom > 0, denom, 1.0), 1.0)
+
+
+def _unlike(seg: np.ndarray, templates: np.ndarray, before: int, half: int, n_leads: int) -> np.ndarray:
+    """The ventricular-beat rule of :func:`ecg_classify_beats`: each row of ``seg`` against its template."""
+    rho = _correlation(seg, templates)
+    wide = _equivalent_width(seg, before, half, n_leads) > WIDE_QRS_RATIO * _equivalent_width(
+        templates, before, half, n_leads
+    )
+    return (rho < UNLIKE_CORRELATION) | ((rho < SIMILAR_CORRELATION) & wide)
+
+
+def is_reference_rhythm(beats_s: np.ndarray) -> bool:
+    """Whether a window's beat times (s) qualify it to teach the patient's reference beat (:func:`reference_beat`)."""
+    if len(beats_s) < REFERENCE_MIN_BEATS:
+        return False
+    rr = np.diff(beats_s)
+    low, high = REFERENCE_RATE_BPM
+    return bool(low <= 60.0 / rr.mean() <= high and rr.max() - rr.min() < REFERENCE_RR_SPREAD_S)
+
+
+def reference_beat(
+    x: np.ndarray, sampling_rate: float, peaks: np.ndarray, band: np.ndarray | None = None
+) -> np.ndarray:
+    """The patient's reference beat: the median shape of a window's beats, for :func:`ecg_classify_beats`.
+
+    Learn it only from a window where :func:`is_reference_rhythm` holds (every beat conducted); it is what the
+    patient's dominant beat looks like in that lead, kept by the caller across windows.
+
+    Args:
+        x: ECG, shape ``(time,)`` or ``(leads, time)``, mV; the lead(s) the beats will later be classed on.
+        sampling_rate: Rate of ``x`` in Hz.
+        peaks: R-peak sample indices, sorted.
+        band: ``morphology_band(x, sampling_rate)`` when the caller has it, else None.
+
+    Returns:
+        The shape, ``(leads * length,)`` float64, in the layout :func:`ecg_classify_beats` compares.
+    """
+    leads = _as_leads(x)
+    before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
+    band = morphology_band(leads, sampling_rate) if band is None else np.asarray(band, np.float64)
+    seg = _segments(band.reshape(leads.shape), np.asarray(peaks, dtype=np.int64), before, after)
+    return np.median(seg, axis=0)
+
+
 def morphology_band(x: np.ndarray, sampling_rate: float) -> np.ndarray:
     """The band :func:`ecg_classify_beats` compares beat shapes in, for every row of ``(rows, time)`` at once.
 
@@ -393,7 +467,11 @@ def morphology_band(x: np.ndarray, sampling_rate: float) -> np.ndarray:
 
 
 def ecg_classify_beats(
-    x: np.ndarray, sampling_rate: float, peaks: np.ndarray, band: np.ndarray | None = None
+    x: np.ndarray,
+    sampling_rate: float,
+    peaks: np.ndarray,
+    band: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """Label each detected beat ventricular (True) or not, by a fixed morphology rule.
 
@@ -414,9 +492,18 @@ def ecg_classify_beats(
     template. The thresholds are round values picked among a few (0.5/0.6/0.7, 0.8/0.85/0.9, 1.2/1.3/1.5)
     on the MIT-BIH DS1 records; they are the same for every record. Limits: in a stretch that is all
     ventricular for longer than :data:`TEMPLATE_S` (VT, idioventricular rhythm) the template is
-    ventricular and the beats are called non-ventricular; aberrantly conducted supraventricular beats and
-    intermittent pre-excitation look ventricular; noise lowers the correlation. Unlike the detector this
-    rule is not window-local: a beat's label depends on the beats within :data:`TEMPLATE_S`.
+    ventricular and the beats are called non-ventricular, unless the caller knows the patient's
+    ``reference`` beat (below); aberrantly conducted supraventricular beats and intermittent pre-excitation
+    look ventricular; noise lowers the correlation. Unlike the detector this rule is not window-local: a
+    beat's label depends on the beats within :data:`TEMPLATE_S`.
+
+    With a ``reference`` (:func:`reference_beat`, learned from an earlier window of regular sinus rhythm), the
+    window's own dominant beat (the median of the beats not called ventricular) is first judged against it
+    by the same two thresholds, unlike (:data:`UNLIKE_CORRELATION`) *and* wide (:data:`WIDE_QRS_RATIO`): when
+    it is, the window's dominant rhythm is not the patient's conducted one (sustained ventricular
+    tachycardia, where every beat is ventricular) and each beat is also judged against the reference by the
+    rule above. A patient whose conducted beats are wide (bundle-branch block) learns a wide reference, so
+    their own beats are not called ventricular against it.
 
     Args:
         x: ECG, shape ``(time,)`` or ``(leads, time)``, mV.
@@ -424,6 +511,7 @@ def ecg_classify_beats(
         peaks: R-peak sample indices, e.g. from :func:`ecg_detect_r_peaks`, shape ``(beats,)``.
         band: ``morphology_band(x, sampling_rate)`` when the caller has it already (the live pipeline
             band-passes the leads of a whole batch of windows at once), else None.
+        reference: The patient's reference beat in these leads (:func:`reference_beat`), else None.
 
     Returns:
         Bool array, shape ``(beats,)``: True for ventricular beats (AAMI class V).
@@ -452,13 +540,7 @@ def ecg_classify_beats(
     half = min(_half(QRS_HALF_WIDTH_S, sampling_rate), before, after)
     if band is None:
         band = morphology_band(leads, sampling_rate)
-    band = np.asarray(band, dtype=np.float64).reshape(n_leads, n)
-    padded = np.pad(band, ((0, 0), (before, after)), mode="edge")
-    offsets = np.arange(-before, after + 1)
-    seg = padded[:, np.clip(beats, 0, n - 1)[:, None] + before + offsets[None, :]]  # (leads, beats, length)
-    seg = seg - np.median(seg, axis=-1, keepdims=True)
-    seg = seg.transpose(1, 0, 2).reshape(beats.size, -1)  # (beats, leads * length)
-    width = _equivalent_width(seg, before, half, n_leads)
+    seg = _segments(np.asarray(band, dtype=np.float64).reshape(n_leads, n), beats, before, after)
 
     times = beats / sampling_rate
     order = np.argsort(times, kind="stable")
@@ -484,9 +566,15 @@ def ecg_classify_beats(
     for start in range(0, beats.size, _TEMPLATE_BLOCK):  # bounded memory on whole records
         block = slice(start, start + _TEMPLATE_BLOCK)
         templates[block] = _masked_median(seg[members[block]], use[block])
-    centred = seg - seg.mean(axis=1, keepdims=True)
-    template_centred = templates - templates.mean(axis=1, keepdims=True)
-    denom = np.linalg.norm(centred, axis=1) * np.linalg.norm(template_centred, axis=1)
-    rho = np.where(denom > 0, (centred * template_centred).sum(axis=1) / np.where(denom > 0, denom, 1.0), 1.0)
-    wide = width > WIDE_QRS_RATIO * _equivalent_width(templates, before, half, n_leads)
-    return (rho < UNLIKE_CORRELATION) | ((rho < SIMILAR_CORRELATION) & wide)
+    ventricular = _unlike(seg, templates, before, half, n_leads)
+    if reference is None:
+        return ventricular
+    reference = np.asarray(reference, dtype=np.float64).reshape(1, -1)
+    dominant = np.median(seg[~ventricular] if np.count_nonzero(~ventricular) >= 3 else seg, axis=0)[None, :]
+    rho = _correlation(dominant, reference)
+    wide = _equivalent_width(dominant, before, half, n_leads) > WIDE_QRS_RATIO * _equivalent_width(
+        reference, before, half, n_leads
+    )
+    if rho[0] < UNLIKE_CORRELATION and wide[0]:
+        ventricular |= _unlike(seg, np.broadcast_to(reference, seg.shape), before, half, n_leads)
+    return ventricular

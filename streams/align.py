@@ -111,6 +111,9 @@ class AlignedSample:
         imaging: The latest imaging study within its horizon, or None.
         notes: The latest notes within their horizon, newest first.
         arrival_s: Wall time the last input of the window arrived (for latency metrics).
+        beat_reference: The patient's reference beat per ECG lead (:func:`models.qrs.reference_beat`) that the
+            worker has learned so far; empty when none.
+        learn_reference: Whether the scorer should learn a new reference beat from this window.
     """
 
     patient_id: str
@@ -121,6 +124,8 @@ class AlignedSample:
     imaging: Context | None = None
     notes: list[Context] = field(default_factory=list)
     arrival_s: float = 0.0
+    beat_reference: dict[str, np.ndarray] = field(default_factory=dict)
+    learn_reference: bool = False
 
     @property
     def modalities(self) -> list[str]:

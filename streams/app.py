@@ -217,15 +217,18 @@ def _init_scoring_process(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def score_batch(scorer: Scorer, samples: list[AlignedSample]) -> tuple[list[bytes], list[bytes], float]:
+def score_batch(
+    scorer: Scorer, samples: list[AlignedSample]
+) -> tuple[list[bytes], list[bytes], float, list[dict[str, np.ndarray] | None]]:
     """Score a batch and serialise its ``risk.scores`` events (runs in a scoring process or thread).
 
     Returns the live scores, the shadow model's scores when the scorer has a ``shadow`` (else none; a failing
-    shadow is logged and gives none), and the seconds the scoring took here (not counting the queueing).
+    shadow is logged and gives none), the seconds the scoring took here (not counting the queueing), and per
+    sample the reference beat learned from it (:attr:`streams.scoring.Scored.beat_reference`).
     """
     started = time.perf_counter()
     if not samples:
-        return [], [], 0.0
+        return [], [], 0.0, []
     scored = scorer.score_batch(samples)
     live = [
         risk_record(a, r, scorer).model_dump_json(by_alias=True).encode() for a, r in zip(samples, scored, strict=True)
@@ -240,7 +243,7 @@ def score_batch(scorer: Scorer, samples: list[AlignedSample]) -> tuple[list[byte
             ]
         except Exception:
             log.exception("shadow model %s failed; live scoring goes on", shadow.model_dir)
-    return live, shadowed, time.perf_counter() - started
+    return live, shadowed, time.perf_counter() - started, [r.beat_reference for r in scored]
 
 
 def build_scorer(settings: Settings) -> Scorer:
@@ -271,6 +274,11 @@ FORGET_AFTER_S = 3600.0
 #: (the last points of a monitor that stopped, a second correction of a sporadic reading: see
 #: :func:`streams.align.changelog_due`).
 VITALS_SETTLE_S = 5.0
+
+#: Event seconds after which a patient's reference beat is learned anew (from the next window that qualifies,
+#: :func:`streams.scoring.ecg_features`): it follows slow changes of the patient's conducted beat (lead moved,
+#: axis shift) without learning from every window.
+REFERENCE_REFRESH_S = 30.0
 
 #: Batches scored or being scored whose scores are not published yet (the pipeline's depth).
 PIPELINE_BATCHES = 2
@@ -327,6 +335,9 @@ def create_app(
     vitals_partition: dict[str, int] = {}  # partition of each patient's vitals events (and of its table key)
     vitals_unwritten: set[str] = set()  # patients whose vitals changed since their last write
     vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
+    # each patient's reference beat per lead and the end (us) of the window it was learned from; in memory only:
+    # a restarted worker learns it again from the first regular window (see models.qrs.ecg_classify_beats)
+    beat_references: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
 
     def vitals_of(patient_id: str) -> dict[str, list[list[Any]]]:
         """A patient's vitals history: this worker's, or the table's when that is newer (or all there is)."""
@@ -438,8 +449,11 @@ def create_app(
         """
         while (item := await scoring.get()) is not None:
             samples, future, tokens = item
-            payloads, shadow, seconds = await future
+            payloads, shadow, seconds, learned = await future
             metrics.SCORING_SECONDS.observe(seconds)
+            for sample, reference in zip(samples, learned, strict=True):
+                if reference:
+                    beat_references[sample.patient_id] = (sample.end_us, reference)
             for sample, payload in zip(samples, payloads, strict=True):
                 await scores_topic.send(key=sample.patient_id.encode(), value=payload)
             for sample, payload in zip(samples, shadow, strict=False):
@@ -487,6 +501,8 @@ def create_app(
                 ]
                 for sample, w in zip(samples, batch, strict=True):
                     sample.arrival_s = w.arrival_s
+                    learned_at, sample.beat_reference = beat_references.get(w.patient_id, (None, {}))
+                    sample.learn_reference = learned_at is None or w.end_us - learned_at >= REFERENCE_REFRESH_S * US
                 slot = asyncio.ensure_future(slots.acquire())
                 await asyncio.wait((slot, publisher), return_when=asyncio.FIRST_COMPLETED)
                 if not slot.done():
@@ -518,6 +534,7 @@ def create_app(
             await send_windows(windows, released)
             if idle(buf, now, FORGET_AFTER_S):
                 del buffers[patient_id]
+                beat_references.pop(patient_id, None)
                 metrics.PATIENTS.set(len(buffers))
 
     async def forget_vitals() -> None:

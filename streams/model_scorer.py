@@ -171,5 +171,9 @@ class ModelScorer:
             scores["model_other_rhythm"] = round(float(p["rhythm"][2]), 4)
             scores["model_ectopy"] = round(float(p["ectopy"]), 4)
             scores["model_noisy"] = round(float(p["noisy"]), 4)
-            out.append(Scored(round(float(p["risk"]), 4), scores, scored.signal_quality, scored.detections))
+            out.append(
+                Scored(
+                    round(float(p["risk"]), 4), scores, scored.signal_quality, scored.detections, scored.beat_reference
+                )
+            )
         return out

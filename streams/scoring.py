@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from models.qrs import ecg_classify_beats, ecg_detect_r_peaks_batch, morphology_band
+from models.qrs import (
+    ecg_classify_beats,
+    ecg_detect_r_peaks_batch,
+    is_reference_rhythm,
+    morphology_band,
+    reference_beat,
+)
 from models.signal import (
     PROCESSING_RATE_HZ,
     ecg_filter,
@@ -71,6 +77,8 @@ class EcgFeatures:
         rr: RR features (:func:`models.signal.rr_features`), empty when too few beats.
         detections: Rhythm conditions (:func:`streams.rhythm.detect_rhythms`) and flutter/fibrillation
             (:func:`streams.rhythm.detect_fibrillation_batch`) found in the window.
+        reference: The patient's reference beat per ECG lead learned from this window
+            (:func:`models.qrs.reference_beat`), when it was asked to learn one and qualified; else None.
     """
 
     lead: str | None = None
@@ -82,6 +90,7 @@ class EcgFeatures:
     ventricular: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     rr: dict[str, Any] = field(default_factory=dict)
     detections: list[Detection] = field(default_factory=list)
+    reference: dict[str, np.ndarray] | None = None
 
 
 @dataclass(slots=True)
@@ -93,12 +102,14 @@ class Scored:
         scores: Named sub-scores.
         signal_quality: Overall ECG quality in [0, 1].
         detections: Rhythm and technical conditions found, for the alert logic.
+        beat_reference: A new reference beat per ECG lead for the patient (see :class:`EcgFeatures`), or None.
     """
 
     risk: float
     scores: dict[str, float]
     signal_quality: float
     detections: list[Detection]
+    beat_reference: dict[str, np.ndarray] | None = None
 
 
 class Scorer(Protocol):
@@ -127,13 +138,23 @@ def _missing_intervals(mask: np.ndarray, sampling_rate: float) -> list[tuple[flo
     return [(a / sampling_rate, b / sampling_rate) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) -> list[EcgFeatures]:
+def ecg_features(
+    windows: Sequence[EcgWindow | None],
+    mains_hz: float = 50.0,
+    references: Sequence[Mapping[str, np.ndarray]] | None = None,
+    learn: Sequence[bool] | None = None,
+) -> list[EcgFeatures]:
     """ECG features of many windows, batched by sampling rate.
 
     Args:
         windows: Closed windows (None for a patient without waveform), channels of any kind; only ``ecg``
             channels are used.
         mains_hz: Mains frequency to notch out (0 for none).
+        references: Per window, the patient's reference beat per lead name (:func:`models.qrs.reference_beat`)
+            that beat classing judges a window against when its own dominant beat is ventricular; None: none.
+        learn: Per window, whether to learn the patient's reference beat from it: done when the window is
+            complete, its best lead reaches :data:`MIN_QUALITY` and its rhythm is regular at a sinus rate
+            (:func:`models.qrs.is_reference_rhythm`); the result is :attr:`EcgFeatures.reference`.
 
     Returns:
         One :class:`EcgFeatures` per window, in order.
@@ -176,18 +197,47 @@ def ecg_features(windows: Sequence[EcgWindow | None], mains_hz: float = 50.0) ->
         )
         fibrillation = detect_fibrillation_batch(clean[best], PROCESSING_RATE_HZ, missing[best])
         beats = [peaks[lead][~missing[lead, peaks[lead]]] for lead in best]  # the best lead's, none from a gap
-        # Beats are classed only in windows with a run fast enough for VT (see _window_features); the shape
-        # band of those windows' best leads is filtered in one call.
+        # Beats are classed only in windows with a run fast enough for VT (see _window_features), and reference
+        # beats learned only from regular windows asked to: the shape band of those leads is filtered in one call.
         fast = [k for k, b in enumerate(beats) if _fast_run(b / PROCESSING_RATE_HZ)]
-        bands = dict(zip(fast, morphology_band(clean[best[fast]], PROCESSING_RATE_HZ) if fast else [], strict=True))
+        learning = [
+            k
+            for k, ((i, rows), first, lead) in enumerate(zip(members, firsts, best, strict=True))
+            if learn is not None
+            and learn[i]
+            and quality[lead] >= MIN_QUALITY
+            and not lost[first : first + len(rows)].any()
+            and is_reference_rhythm(beats[k] / PROCESSING_RATE_HZ)
+        ]
+        band_rows = sorted(
+            {int(best[k]) for k in fast} | {firsts[k] + j for k in learning for j in range(len(members[k][1]))}
+        )
+        bands = dict(
+            zip(band_rows, morphology_band(clean[band_rows], PROCESSING_RATE_HZ) if band_rows else [], strict=True)
+        )
         for k, ((i, rows), first, lead, vf) in enumerate(zip(members, firsts, best, fibrillation, strict=True)):
             w = windows[i]
             assert w is not None
             part = slice(first, first + len(rows))
+            known = references[i] if references is not None else {}
             out[i] = _window_features(
-                w, rows, clean[lead], missing[lead], beats[k], quality[part], int(lead - first), vf, bands.get(k)
+                w,
+                rows,
+                clean[lead],
+                missing[lead],
+                beats[k],
+                quality[part],
+                int(lead - first),
+                vf,
+                bands.get(int(lead)) if k in fast else None,
+                known.get(w.channels[rows[lead - first]][0]),
             )
             out[i].present_fraction = float(1.0 - lost[part].mean())
+            if k in learning:
+                out[i].reference = {
+                    w.channels[r][0]: reference_beat(clean[first + j], PROCESSING_RATE_HZ, beats[k], bands[first + j])
+                    for j, r in enumerate(rows)
+                }
     return out
 
 
@@ -252,6 +302,7 @@ def _window_features(
     best: int,
     fibrillation: list[Detection],
     band: np.ndarray | None,
+    reference: np.ndarray | None = None,
 ) -> EcgFeatures:
     """Features of one window from its best lead (``rows[best]``, of the highest quality) on the processing grid.
 
@@ -261,7 +312,8 @@ def _window_features(
     (``fibrillation``, found for the whole batch at once) join them. Beats are classed (ventricular or not)
     only when the window holds a run fast enough for ventricular tachycardia (:func:`_fast_run`; the caller
     then passes the lead's :func:`models.qrs.morphology_band` as ``band``, else None): the class matters for
-    no other condition, and classing is the costliest step.
+    no other condition, and classing is the costliest step. ``reference`` is the patient's reference beat in
+    that lead, if known (:func:`models.qrs.ecg_classify_beats`).
     """
     fs = float(PROCESSING_RATE_HZ)
     names = [w.channels[r][0] for r in rows]
@@ -277,7 +329,7 @@ def _window_features(
     beats_s = beats / fs
     ventricular = np.zeros(len(beats), bool)
     if band is not None:
-        ventricular = ecg_classify_beats(lead_clean, fs, beats, band)
+        ventricular = ecg_classify_beats(lead_clean, fs, beats, band, reference)
     feats.beats_s, feats.ventricular = beats_s, ventricular
     span = (0.0, len(lead_clean) / fs)
     gaps = _missing_intervals(lead_missing, fs)
@@ -368,7 +420,12 @@ class RuleScorer:
 
     def score_batch(self, samples: Sequence[AlignedSample]) -> list[Scored]:
         """Score a batch; ECG processing is batched across the samples."""
-        feats = ecg_features([s.ecg for s in samples], self.mains_hz)
+        feats = ecg_features(
+            [s.ecg for s in samples],
+            self.mains_hz,
+            [s.beat_reference for s in samples],
+            [s.learn_reference for s in samples],
+        )
         return [self._score(s, f) for s, f in zip(samples, feats, strict=True)]
 
     def _score(self, sample: AlignedSample, feats: EcgFeatures) -> Scored:
@@ -406,4 +463,5 @@ class RuleScorer:
             scores=scores,
             signal_quality=round(feats.quality, 4),
             detections=feats.detections,
+            beat_reference=feats.reference,
         )

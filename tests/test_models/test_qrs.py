@@ -15,9 +15,12 @@ from models.qrs import (
     ecg_classify_beats,
     ecg_detect_r_peaks,
     ecg_detect_r_peaks_windowed,
+    is_reference_rhythm,
     morphology_band,
+    reference_beat,
 )
 from models.signal import PROCESSING_RATE_HZ, ecg_resample
+from streams.rhythm import detect_rhythms
 
 FS = float(PROCESSING_RATE_HZ)
 
@@ -125,6 +128,50 @@ def test_a_wide_beat_among_narrow_ones_is_ventricular_and_the_narrow_ones_are_no
     ventricular = ecg_classify_beats(ecg, FS, peaks)
     assert (peaks[ventricular] / FS).round(1).tolist() == [4.4]
     assert ecg_classify_beats(ecg, FS, np.array([], dtype=np.int64)).size == 0
+
+
+def beats_at(times_s: np.ndarray, width_s: float, sign: float = 1.0, seconds: float = 10.0) -> np.ndarray:
+    t = np.arange(int(seconds * FS)) / FS
+    return sign * np.exp(-0.5 * ((t[:, None] - times_s) / width_s) ** 2).sum(axis=1)
+
+
+def test_sustained_wide_beats_are_ventricular_against_the_patients_reference_beat() -> None:
+    sinus_times = np.arange(0.4, 10.0, 0.8)  # 75 /min, narrow: the patient's conducted beat
+    sinus = beats_at(sinus_times, 0.012)
+    assert is_reference_rhythm(sinus_times)
+    reference = reference_beat(sinus, FS, ecg_detect_r_peaks(sinus, FS))
+    vt = beats_at(np.arange(0.3, 10.0, 0.5), 0.04, -1.0)  # 120 /min, every beat wide and inverted
+    peaks = ecg_detect_r_peaks(vt, FS)
+    alone = ecg_classify_beats(vt, FS, peaks)
+    assert not alone.any()  # the window's own template is ventricular: nothing stands out (the documented limit)
+    against = ecg_classify_beats(vt, FS, peaks, reference=reference)
+    assert against.all()
+    assert "ventricular_tachycardia" in [d.kind for d in detect_rhythms(peaks / FS, against, (0.0, 10.0))]
+    assert "ventricular_tachycardia" not in [d.kind for d in detect_rhythms(peaks / FS, alone, (0.0, 10.0))]
+
+
+def test_a_wide_conducted_beat_learned_as_the_reference_stays_non_ventricular_when_the_rate_rises() -> None:
+    wide = 0.03  # bundle-branch block: every conducted beat is wide
+    reference = reference_beat(
+        beats_at(np.arange(0.4, 10.0, 0.8), wide), FS, (np.arange(0.4, 10.0, 0.8) * FS).round().astype(np.int64)
+    )
+    faster = beats_at(np.arange(0.3, 10.0, 0.55), wide)  # 109 /min: sinus tachycardia, same shape
+    peaks = ecg_detect_r_peaks(faster, FS)
+    assert not ecg_classify_beats(faster, FS, peaks, reference=reference).any()
+    # A narrow window against that wide reference is not "ventricular" either: only a dominant beat wider
+    # than the reference turns the reference on.
+    narrow = beats_at(np.arange(0.3, 10.0, 0.55), 0.012)
+    peaks = ecg_detect_r_peaks(narrow, FS)
+    assert not ecg_classify_beats(narrow, FS, peaks, reference=reference).any()
+
+
+def test_only_a_regular_window_at_a_sinus_rate_teaches_the_reference_beat() -> None:
+    assert is_reference_rhythm(np.arange(0.4, 10.0, 0.8))  # 75 /min
+    assert not is_reference_rhythm(np.arange(0.3, 10.0, 0.5))  # 120 /min
+    assert not is_reference_rhythm(np.arange(0.4, 10.0, 1.2))  # 50 /min
+    premature = np.sort(np.append(np.arange(0.4, 10.0, 0.8), 4.4 + 0.45))  # one beat 0.45 s after another
+    assert not is_reference_rhythm(premature)
+    assert not is_reference_rhythm(np.arange(0.4, 3.6, 0.8))  # four beats are too few
 
 
 def test_the_docstring_examples_of_qrs_run() -> None:

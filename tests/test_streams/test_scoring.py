@@ -10,6 +10,7 @@ import wfdb
 from scipy.signal import resample_poly
 
 from streams.align import AlignedSample, VitalValue
+from streams.app import REFERENCE_REFRESH_S
 from streams.rhythm import Detection
 from streams.scoring import BRIDGED_GAP_S, EcgFeatures, RuleScorer, _unbridged, ecg_features, window_pulse_rate
 from streams.windows import US, EcgWindow
@@ -261,3 +262,41 @@ def test_only_isolated_gaps_within_the_nyquist_interval_of_the_monitoring_band_a
     edge = np.zeros((1, rate), bool)
     edge[0, :1] = True  # nothing before it to bridge from
     assert np.array_equal(_unbridged(edge, rate), edge)
+
+
+def test_sustained_vt_of_record_223_is_found_against_the_reference_beat_learned_before_it(data_dir: Path) -> None:
+    """MIT-BIH 223 goes into sustained VT at 1043.2 s: no conducted beat in the window, whose template is ventricular.
+
+    The windows before it are scored as the worker scores them, each learning the patient's reference beat when
+    its own is older than :data:`streams.app.REFERENCE_REFRESH_S`; the VT window is found only with it.
+    """
+    scorer = RuleScorer()
+    learned: tuple[float, dict[str, np.ndarray]] | None = None
+    for start in np.arange(960.0, 1044.0, 2.0):
+        sample = AlignedSample("mitdb-223", 0, 10 * US, mitdb_window(data_dir, "223", float(start), 250))
+        sample.beat_reference = learned[1] if learned else {}
+        sample.learn_reference = learned is None or start - learned[0] >= REFERENCE_REFRESH_S
+        reference = scorer.score_batch([sample])[0].beat_reference
+        assert reference is None or sample.learn_reference  # learned only when asked
+        if reference:
+            assert set(reference) == {"MLII", "V1"}
+            learned = (float(start), reference)
+    assert learned is not None
+    window = mitdb_window(data_dir, "223", 1044.0, 250)
+    alone = RuleScorer().score_batch([AlignedSample("mitdb-223", 0, 10 * US, window)])[0]
+    with_reference = scorer.score_batch([AlignedSample("mitdb-223", 0, 10 * US, window, beat_reference=learned[1])])[0]
+    kinds = {d.kind for d in with_reference.detections}
+    assert "ventricular_tachycardia" in kinds, kinds
+    assert "ventricular_tachycardia" not in {d.kind for d in alone.detections}
+
+
+def test_a_window_asked_to_learn_teaches_a_reference_only_when_its_rhythm_is_regular(data_dir: Path) -> None:
+    regular = AlignedSample("p", 0, 10 * US, mitdb_window(data_dir, "101", 60.0, 250))
+    regular.learn_reference = True
+    af = AlignedSample("p", 0, 10 * US, mitdb_window(data_dir, "201", 120.0, 250))  # 201 opens in AF
+    af.learn_reference = True
+    not_asked = AlignedSample("p", 0, 10 * US, mitdb_window(data_dir, "101", 60.0, 250))
+    scored = RuleScorer().score_batch([regular, af, not_asked])
+    assert scored[0].beat_reference is not None and set(scored[0].beat_reference) == {"MLII", "V1"}
+    assert scored[1].beat_reference is None
+    assert scored[2].beat_reference is None
