@@ -567,14 +567,56 @@ def ecg_classify_beats(
         block = slice(start, start + _TEMPLATE_BLOCK)
         templates[block] = _masked_median(seg[members[block]], use[block])
     ventricular = _unlike(seg, templates, before, half, n_leads)
-    if reference is None:
-        return ventricular
+    if reference is not None:
+        ventricular |= _against_reference(seg, ventricular, reference, before, half, n_leads)
+    return ventricular
+
+
+def _against_reference(
+    seg: np.ndarray, ventricular: np.ndarray, reference: np.ndarray, before: int, half: int, n_leads: int
+) -> np.ndarray:
+    """Beats ventricular against the reference, when the dominant beat (of those not ``ventricular``) is unlike it."""
     reference = np.asarray(reference, dtype=np.float64).reshape(1, -1)
     dominant = np.median(seg[~ventricular] if np.count_nonzero(~ventricular) >= 3 else seg, axis=0)[None, :]
-    rho = _correlation(dominant, reference)
     wide = _equivalent_width(dominant, before, half, n_leads) > WIDE_QRS_RATIO * _equivalent_width(
         reference, before, half, n_leads
     )
-    if rho[0] < UNLIKE_CORRELATION and wide[0]:
-        ventricular |= _unlike(seg, np.broadcast_to(reference, seg.shape), before, half, n_leads)
-    return ventricular
+    if _correlation(dominant, reference)[0] < UNLIKE_CORRELATION and wide[0]:
+        return _unlike(seg, np.broadcast_to(reference, seg.shape), before, half, n_leads)
+    return np.zeros(len(seg), dtype=bool)
+
+
+def ventricular_against_reference(
+    x: np.ndarray,
+    sampling_rate: float,
+    peaks: np.ndarray,
+    reference: np.ndarray,
+    ventricular: np.ndarray,
+    band: np.ndarray | None = None,
+) -> np.ndarray:
+    """The beats another lead shows ventricular against the patient's reference beat in that lead.
+
+    The reference part of :func:`ecg_classify_beats` alone, on a lead other than the one the beats were
+    classed on (``ventricular``, its labels): a sustained ventricular rhythm can look like the conducted beat
+    in one lead and not in another, and the lead with the best signal is not always the one that shows it.
+
+    Args:
+        x: ECG of that lead (or leads), shape ``(time,)`` or ``(leads, time)``, mV.
+        sampling_rate: Rate of ``x`` in Hz.
+        peaks: R-peak sample indices, sorted (the beats classed).
+        reference: The patient's reference beat in that lead (:func:`reference_beat`).
+        ventricular: The beats' labels from :func:`ecg_classify_beats`.
+        band: ``morphology_band(x, sampling_rate)`` when the caller has it, else None.
+
+    Returns:
+        Bool array, shape ``(beats,)``: True where the beat is ventricular against the reference.
+    """
+    leads = _as_leads(x)
+    beats = np.asarray(peaks, dtype=np.int64)
+    if beats.size == 0:
+        return np.zeros(0, dtype=bool)
+    before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
+    half = min(_half(QRS_HALF_WIDTH_S, sampling_rate), before, after)
+    band = morphology_band(leads, sampling_rate) if band is None else np.asarray(band, np.float64)
+    seg = _segments(band.reshape(leads.shape), beats, before, after)
+    return _against_reference(seg, np.asarray(ventricular, dtype=bool), reference, before, half, leads.shape[0])

@@ -27,6 +27,7 @@ from models.qrs import (
     is_reference_rhythm,
     morphology_band,
     reference_beat,
+    ventricular_against_reference,
 )
 from models.signal import (
     PROCESSING_RATE_HZ,
@@ -209,8 +210,24 @@ def ecg_features(
             and not lost[first : first + len(rows)].any()
             and is_reference_rhythm(beats[k] / PROCESSING_RATE_HZ)
         ]
+        # A fast window's other leads with a reference beat and a usable signal are classed against it too.
+        others: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for k in fast:
+            (i, rows), first = members[k], firsts[k]
+            known = references[i] if references is not None else {}
+            names = [windows[i].channels[r][0] for r in rows]  # type: ignore[union-attr]
+            others[k] = [
+                (first + j, known[name])
+                for j, name in enumerate(names)
+                if name in known
+                and first + j != best[k]
+                and quality[first + j] >= MIN_QUALITY
+                and not missing[first + j].any()
+            ]
         band_rows = sorted(
-            {int(best[k]) for k in fast} | {firsts[k] + j for k in learning for j in range(len(members[k][1]))}
+            {int(best[k]) for k in fast}
+            | {row for rows_refs in others.values() for row, _ in rows_refs}
+            | {firsts[k] + j for k in learning for j in range(len(members[k][1]))}
         )
         bands = dict(
             zip(band_rows, morphology_band(clean[band_rows], PROCESSING_RATE_HZ) if band_rows else [], strict=True)
@@ -231,6 +248,7 @@ def ecg_features(
                 vf,
                 bands.get(int(lead)) if k in fast else None,
                 known.get(w.channels[rows[lead - first]][0]),
+                [(clean[row], bands[row], ref) for row, ref in others.get(k, [])],
             )
             out[i].present_fraction = float(1.0 - lost[part].mean())
             if k in learning:
@@ -303,6 +321,7 @@ def _window_features(
     fibrillation: list[Detection],
     band: np.ndarray | None,
     reference: np.ndarray | None = None,
+    others: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] = (),
 ) -> EcgFeatures:
     """Features of one window from its best lead (``rows[best]``, of the highest quality) on the processing grid.
 
@@ -313,7 +332,9 @@ def _window_features(
     only when the window holds a run fast enough for ventricular tachycardia (:func:`_fast_run`; the caller
     then passes the lead's :func:`models.qrs.morphology_band` as ``band``, else None): the class matters for
     no other condition, and classing is the costliest step. ``reference`` is the patient's reference beat in
-    that lead, if known (:func:`models.qrs.ecg_classify_beats`).
+    that lead, if known (:func:`models.qrs.ecg_classify_beats`); ``others`` are the window's other usable leads
+    with a reference beat, ``(signal, band, reference)`` each, whose beats ventricular against it count too
+    (:func:`models.qrs.ventricular_against_reference`).
     """
     fs = float(PROCESSING_RATE_HZ)
     names = [w.channels[r][0] for r in rows]
@@ -330,6 +351,9 @@ def _window_features(
     ventricular = np.zeros(len(beats), bool)
     if band is not None:
         ventricular = ecg_classify_beats(lead_clean, fs, beats, band, reference)
+        ventricular = np.logical_or.reduce(
+            [ventricular] + [ventricular_against_reference(x, fs, beats, ref, ventricular, b) for x, b, ref in others]
+        )
     feats.beats_s, feats.ventricular = beats_s, ventricular
     span = (0.0, len(lead_clean) / fs)
     gaps = _missing_intervals(lead_missing, fs)
