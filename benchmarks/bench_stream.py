@@ -277,6 +277,7 @@ def naive_consume(bootstrap: str, group: str, conn: Connection, stop: Any) -> No
     from streams.app import build_scorer, process, risk_record
     from streams.ingest import Ingest
     from streams.records import VitalsEvent
+    from streams.scoring import BeatReferences
     from streams.windows import EcgBuffer, WindowConfig, add_chunk
 
     torch.set_num_threads(1)
@@ -287,6 +288,7 @@ def naive_consume(bootstrap: str, group: str, conn: Connection, stop: Any) -> No
     scorer = build_scorer(settings.model_copy(update={"model_batch": 1, "model_delay_s": 0.0}))
     scorer.score_batch([])  # load the model before the load starts, as the worker does
     buffers: dict[str, EcgBuffer] = {}
+    references = BeatReferences()  # the worker's per-patient reference beats, kept the same way
     vitals: dict[str, dict[str, list[list[Any]]]] = {}
     cons = consumer(
         settings,
@@ -314,7 +316,9 @@ def naive_consume(bootstrap: str, group: str, conn: Connection, stop: Any) -> No
                         buf = buffers[event.patient_id] = EcgBuffer(event.patient_id)
                     for w in add_chunk(buf, event, windows, time.time()).windows:
                         sample = align(w, w.patient_id, w.start_us, w.end_us, vitals.get(w.patient_id), None, aligning)
+                        references.attach(sample)
                         result = scorer.score_batch([sample])[0]
+                        references.learned(sample, result.beat_reference)
                         payload = risk_record(sample, result, scorer).model_dump_json(by_alias=True).encode()
                         prod.send(NAIVE_SCORES, key=w.patient_id.encode(), value=payload)
                         scored += 1

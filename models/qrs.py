@@ -498,12 +498,12 @@ def ecg_classify_beats(
     beat's label depends on the beats within :data:`TEMPLATE_S`.
 
     With a ``reference`` (:func:`reference_beat`, learned from an earlier window of regular sinus rhythm), the
-    window's own dominant beat (the median of the beats not called ventricular) is first judged against it
-    by the same two thresholds, unlike (:data:`UNLIKE_CORRELATION`) *and* wide (:data:`WIDE_QRS_RATIO`): when
-    it is, the window's dominant rhythm is not the patient's conducted one (sustained ventricular
-    tachycardia, where every beat is ventricular) and each beat is also judged against the reference by the
-    rule above. A patient whose conducted beats are wide (bundle-branch block) learns a wide reference, so
-    their own beats are not called ventricular against it.
+    window's own dominant beat (the median of the beats not called ventricular, or of all beats when fewer than
+    three are not) is first judged against it by the same two thresholds, unlike (:data:`UNLIKE_CORRELATION`)
+    *and* wide (:data:`WIDE_QRS_RATIO`): when it is, the window's dominant rhythm is not the patient's
+    conducted one (sustained ventricular tachycardia, where every beat is ventricular) and each beat is also
+    judged against the reference by the rule above. A patient whose conducted beats are wide (bundle-branch
+    block) learns a wide reference, so their own beats are not called ventricular against it.
 
     Args:
         x: ECG, shape ``(time,)`` or ``(leads, time)``, mV.
@@ -575,15 +575,40 @@ def ecg_classify_beats(
 def _against_reference(
     seg: np.ndarray, ventricular: np.ndarray, reference: np.ndarray, before: int, half: int, n_leads: int
 ) -> np.ndarray:
-    """Beats ventricular against the reference, when the dominant beat (of those not ``ventricular``) is unlike it."""
+    """Beats ventricular against the reference, when the dominant beat (of those not ``ventricular``) is unlike it.
+
+    A reference of another length (learned at another rate or from other leads) is not compared: none.
+    """
     reference = np.asarray(reference, dtype=np.float64).reshape(1, -1)
+    if reference.shape[1] != seg.shape[1]:
+        return np.zeros(len(seg), dtype=bool)
     dominant = np.median(seg[~ventricular] if np.count_nonzero(~ventricular) >= 3 else seg, axis=0)[None, :]
-    wide = _equivalent_width(dominant, before, half, n_leads) > WIDE_QRS_RATIO * _equivalent_width(
-        reference, before, half, n_leads
-    )
-    if _correlation(dominant, reference)[0] < UNLIKE_CORRELATION and wide[0]:
+    if _unlike_and_wider(dominant, reference, before, half, n_leads):
         return _unlike(seg, np.broadcast_to(reference, seg.shape), before, half, n_leads)
     return np.zeros(len(seg), dtype=bool)
+
+
+def _unlike_and_wider(beat: np.ndarray, reference: np.ndarray, before: int, half: int, n_leads: int) -> bool:
+    """Whether a beat shape (1, length) is unlike (:data:`UNLIKE_CORRELATION`) and wider than the reference."""
+    wide = _equivalent_width(beat, before, half, n_leads) > WIDE_QRS_RATIO * _equivalent_width(
+        reference, before, half, n_leads
+    )
+    return bool(_correlation(beat, reference)[0] < UNLIKE_CORRELATION and wide[0])
+
+
+def is_ventricular_reference(beat: np.ndarray, reference: np.ndarray, sampling_rate: float) -> bool:
+    """Whether a newly learned reference beat is unlike and wider than the patient's current one.
+
+    Such a beat is not the conducted one (a regular accelerated idioventricular rhythm, a slow ventricular
+    tachycardia) and must not replace it; a narrower or similar beat may. Both are :func:`reference_beat`
+    shapes of one lead at ``sampling_rate``; shapes of different lengths are never called ventricular.
+    """
+    before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
+    half = min(_half(QRS_HALF_WIDTH_S, sampling_rate), before, after)
+    beat, reference = (np.asarray(a, dtype=np.float64).reshape(1, -1) for a in (beat, reference))
+    if beat.shape != reference.shape:
+        return False
+    return _unlike_and_wider(beat, reference, before, half, beat.shape[1] // (before + after + 1))
 
 
 def ventricular_against_reference(

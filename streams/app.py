@@ -64,7 +64,7 @@ from streams.ingest import Ingest, dead_letter
 from streams.model_scorer import ModelScorer
 from streams.records import DetectionRecord, ImagingEvent, NoteEvent, RiskScore, VitalsEvent
 from streams.rhythm import Detection
-from streams.scoring import RuleScorer, Scored, Scorer
+from streams.scoring import BeatReferences, RuleScorer, Scored, Scorer
 from streams.settings import Settings
 from streams.tables import declare_tables
 from streams.transport import App
@@ -275,11 +275,6 @@ FORGET_AFTER_S = 3600.0
 #: :func:`streams.align.changelog_due`).
 VITALS_SETTLE_S = 5.0
 
-#: Event seconds after which a patient's reference beat is learned anew (from the next window that qualifies,
-#: :func:`streams.scoring.ecg_features`): it follows slow changes of the patient's conducted beat (lead moved,
-#: axis shift) without learning from every window.
-REFERENCE_REFRESH_S = 30.0
-
 #: Batches scored or being scored whose scores are not published yet (the pipeline's depth).
 PIPELINE_BATCHES = 2
 #: Longest wait, when the score agent stops, for the scores of the batches already submitted.
@@ -335,9 +330,7 @@ def create_app(
     vitals_partition: dict[str, int] = {}  # partition of each patient's vitals events (and of its table key)
     vitals_unwritten: set[str] = set()  # patients whose vitals changed since their last write
     vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
-    # each patient's reference beat per lead and the end (us) of the window it was learned from; in memory only:
-    # a restarted worker learns it again from the first regular window (see models.qrs.ecg_classify_beats)
-    beat_references: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
+    beat_references = BeatReferences()  # per patient and lead, for beat classing (models.qrs.ecg_classify_beats)
 
     def vitals_of(patient_id: str) -> dict[str, list[list[Any]]]:
         """A patient's vitals history: this worker's, or the table's when that is newer (or all there is)."""
@@ -452,8 +445,7 @@ def create_app(
             payloads, shadow, seconds, learned = await future
             metrics.SCORING_SECONDS.observe(seconds)
             for sample, reference in zip(samples, learned, strict=True):
-                if reference:
-                    beat_references[sample.patient_id] = (sample.end_us, reference)
+                beat_references.learned(sample, reference)
             for sample, payload in zip(samples, payloads, strict=True):
                 await scores_topic.send(key=sample.patient_id.encode(), value=payload)
             for sample, payload in zip(samples, shadow, strict=False):
@@ -501,8 +493,7 @@ def create_app(
                 ]
                 for sample, w in zip(samples, batch, strict=True):
                     sample.arrival_s = w.arrival_s
-                    learned_at, sample.beat_reference = beat_references.get(w.patient_id, (None, {}))
-                    sample.learn_reference = learned_at is None or w.end_us - learned_at >= REFERENCE_REFRESH_S * US
+                    beat_references.attach(sample)
                 slot = asyncio.ensure_future(slots.acquire())
                 await asyncio.wait((slot, publisher), return_when=asyncio.FIRST_COMPLETED)
                 if not slot.done():
@@ -534,7 +525,7 @@ def create_app(
             await send_windows(windows, released)
             if idle(buf, now, FORGET_AFTER_S):
                 del buffers[patient_id]
-                beat_references.pop(patient_id, None)
+                beat_references.forget(patient_id)
                 metrics.PATIENTS.set(len(buffers))
 
     async def forget_vitals() -> None:

@@ -25,6 +25,7 @@ from models.qrs import (
     ecg_classify_beats,
     ecg_detect_r_peaks_batch,
     is_reference_rhythm,
+    is_ventricular_reference,
     morphology_band,
     reference_beat,
     ventricular_against_reference,
@@ -113,6 +114,45 @@ class Scored:
     beat_reference: dict[str, np.ndarray] | None = None
 
 
+#: Event seconds after which a patient's reference beat is learned anew (from the next window that qualifies,
+#: :func:`ecg_features`): it follows slow changes of the patient's conducted beat (lead moved, axis shift)
+#: without learning from every window.
+REFERENCE_REFRESH_S = 30.0
+
+
+class BeatReferences:
+    """Each patient's reference beat per ECG lead, kept between windows by whoever scores a patient's stream.
+
+    In memory only: a restarted worker learns them again from the first window that qualifies. Before a
+    sample is scored, :meth:`attach` gives it the patient's references and asks for a new one when they are
+    older than ``refresh_s`` of event time; after, :meth:`learned` keeps what the scorer learned from it
+    (:attr:`Scored.beat_reference`), lead by lead.
+    """
+
+    def __init__(self, refresh_s: float = REFERENCE_REFRESH_S) -> None:
+        """An empty store relearning after ``refresh_s`` event seconds."""
+        self.refresh_us = int(refresh_s * 1_000_000)
+        self._by_patient: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
+
+    def attach(self, sample: AlignedSample) -> None:
+        """Set ``sample.beat_reference`` and ``sample.learn_reference`` for the patient."""
+        learned_at, sample.beat_reference = self._by_patient.get(sample.patient_id, (None, {}))
+        sample.learn_reference = learned_at is None or sample.end_us - learned_at >= self.refresh_us
+
+    def learned(self, sample: AlignedSample, reference: dict[str, np.ndarray] | None) -> None:
+        """Keep the references learned from ``sample`` (None: none), beside the patient's other leads' ones."""
+        if reference:
+            _, known = self._by_patient.get(sample.patient_id, (0, {}))
+            self._by_patient[sample.patient_id] = (sample.end_us, {**known, **reference})
+
+    def forget(self, patient_id: str) -> None:
+        """Drop a patient's references."""
+        self._by_patient.pop(patient_id, None)
+
+    def __len__(self) -> int:
+        return len(self._by_patient)
+
+
 class Scorer(Protocol):
     """What the worker needs of a scorer."""
 
@@ -153,9 +193,11 @@ def ecg_features(
         mains_hz: Mains frequency to notch out (0 for none).
         references: Per window, the patient's reference beat per lead name (:func:`models.qrs.reference_beat`)
             that beat classing judges a window against when its own dominant beat is ventricular; None: none.
-        learn: Per window, whether to learn the patient's reference beat from it: done when the window is
-            complete, its best lead reaches :data:`MIN_QUALITY` and its rhythm is regular at a sinus rate
-            (:func:`models.qrs.is_reference_rhythm`); the result is :attr:`EcgFeatures.reference`.
+        learn: Per window, whether to learn the patient's reference beat from it: done when its rhythm is
+            regular at a sinus rate (:func:`models.qrs.is_reference_rhythm`) with no run fast enough for VT, on
+            each lead that is complete and reaches :data:`MIN_QUALITY` (its best lead among them), and not
+            for a lead whose new beat is ventricular against the known one; the result is
+            :attr:`EcgFeatures.reference`.
 
     Returns:
         One :class:`EcgFeatures` per window, in order.
@@ -200,34 +242,38 @@ def ecg_features(
         beats = [peaks[lead][~missing[lead, peaks[lead]]] for lead in best]  # the best lead's, none from a gap
         # Beats are classed only in windows with a run fast enough for VT (see _window_features), and reference
         # beats learned only from regular windows asked to: the shape band of those leads is filtered in one call.
-        fast = [k for k, b in enumerate(beats) if _fast_run(b / PROCESSING_RATE_HZ)]
-        learning = [
+        fast = {k for k, b in enumerate(beats) if _fast_run(b / PROCESSING_RATE_HZ)}
+        known = [references[i] if references is not None else {} for i, _ in members]
+        usable: list[list[tuple[int, str]]] = []  # per window: row and name of each lead complete and usable
+        for (i, rows), first in zip(members, firsts, strict=True):
+            w = windows[i]
+            assert w is not None
+            usable.append(
+                [
+                    (first + j, w.channels[r][0])
+                    for j, r in enumerate(rows)
+                    if quality[first + j] >= MIN_QUALITY and not lost[first + j].any()
+                ]
+            )
+        # A fast window's other usable leads with a reference beat are classed against it too.
+        others = {
+            k: [(row, known[k][name]) for row, name in usable[k] if row != best[k] and name in known[k]] for k in fast
+        }
+        # Reference beats are learned, when asked, from a regular window at a sinus rate (never one with a fast
+        # run), on each usable lead, when its best lead is usable.
+        learning = {
             k
-            for k, ((i, rows), first, lead) in enumerate(zip(members, firsts, best, strict=True))
+            for k, (i, _) in enumerate(members)
             if learn is not None
             and learn[i]
-            and quality[lead] >= MIN_QUALITY
-            and not lost[first : first + len(rows)].any()
+            and k not in fast
+            and any(row == best[k] for row, _ in usable[k])
             and is_reference_rhythm(beats[k] / PROCESSING_RATE_HZ)
-        ]
-        # A fast window's other leads with a reference beat and a usable signal are classed against it too.
-        others: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for k in fast:
-            (i, rows), first = members[k], firsts[k]
-            known = references[i] if references is not None else {}
-            names = [windows[i].channels[r][0] for r in rows]  # type: ignore[union-attr]
-            others[k] = [
-                (first + j, known[name])
-                for j, name in enumerate(names)
-                if name in known
-                and first + j != best[k]
-                and quality[first + j] >= MIN_QUALITY
-                and not missing[first + j].any()
-            ]
+        }
         band_rows = sorted(
             {int(best[k]) for k in fast}
-            | {row for rows_refs in others.values() for row, _ in rows_refs}
-            | {firsts[k] + j for k in learning for j in range(len(members[k][1]))}
+            | {row for k in fast for row, _ in others[k]}
+            | {row for k in learning for row, _ in usable[k]}
         )
         bands = dict(
             zip(band_rows, morphology_band(clean[band_rows], PROCESSING_RATE_HZ) if band_rows else [], strict=True)
@@ -236,7 +282,6 @@ def ecg_features(
             w = windows[i]
             assert w is not None
             part = slice(first, first + len(rows))
-            known = references[i] if references is not None else {}
             out[i] = _window_features(
                 w,
                 rows,
@@ -247,16 +292,33 @@ def ecg_features(
                 int(lead - first),
                 vf,
                 bands.get(int(lead)) if k in fast else None,
-                known.get(w.channels[rows[lead - first]][0]),
+                known[k].get(w.channels[rows[lead - first]][0]),
                 [(clean[row], bands[row], ref) for row, ref in others.get(k, [])],
             )
             out[i].present_fraction = float(1.0 - lost[part].mean())
             if k in learning:
-                out[i].reference = {
-                    w.channels[r][0]: reference_beat(clean[first + j], PROCESSING_RATE_HZ, beats[k], bands[first + j])
-                    for j, r in enumerate(rows)
-                }
+                out[i].reference = _learn_references(clean, beats[k], bands, usable[k], known[k]) or None
     return out
+
+
+def _learn_references(
+    clean: np.ndarray,
+    beats: np.ndarray,
+    bands: Mapping[int, np.ndarray],
+    leads: Sequence[tuple[int, str]],
+    known: Mapping[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """A window's new reference beat per lead (``leads``: row and name), except where it is ventricular.
+
+    A lead's new beat that is unlike and wider than the one already known for it
+    (:func:`models.qrs.is_ventricular_reference`) is not learned: it is not the conducted beat.
+    """
+    learned = {}
+    for row, name in leads:
+        beat = reference_beat(clean[row], PROCESSING_RATE_HZ, beats, bands[row]).astype(np.float32)
+        if name not in known or not is_ventricular_reference(beat, known[name], PROCESSING_RATE_HZ):
+            learned[name] = beat
+    return learned
 
 
 def _bridge_gaps(samples: np.ndarray, missing: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from models.qrs import (
     ecg_detect_r_peaks,
     ecg_detect_r_peaks_windowed,
     is_reference_rhythm,
+    is_ventricular_reference,
     morphology_band,
     reference_beat,
 )
@@ -158,11 +159,27 @@ def test_a_wide_conducted_beat_learned_as_the_reference_stays_non_ventricular_wh
     faster = beats_at(np.arange(0.3, 10.0, 0.55), wide)  # 109 /min: sinus tachycardia, same shape
     peaks = ecg_detect_r_peaks(faster, FS)
     assert not ecg_classify_beats(faster, FS, peaks, reference=reference).any()
-    # A narrow window against that wide reference is not "ventricular" either: only a dominant beat wider
-    # than the reference turns the reference on.
-    narrow = beats_at(np.arange(0.3, 10.0, 0.55), 0.012)
-    peaks = ecg_detect_r_peaks(narrow, FS)
-    assert not ecg_classify_beats(narrow, FS, peaks, reference=reference).any()
+
+
+def test_a_dominant_beat_unlike_the_reference_but_not_wider_does_not_turn_the_reference_on() -> None:
+    times = np.arange(0.4, 10.0, 0.8)
+    reference = reference_beat(beats_at(times, 0.012), FS, (times * FS).round().astype(np.int64))
+    inverted = beats_at(np.arange(0.3, 10.0, 0.5), 0.012, -1.0)  # 120 /min, narrow, opposite polarity
+    peaks = ecg_detect_r_peaks(inverted, FS)
+    assert not ecg_classify_beats(inverted, FS, peaks, reference=reference).any()
+    wide = beats_at(np.arange(0.3, 10.0, 0.5), 0.04, -1.0)  # the same, wide: the reference turns on
+    assert ecg_classify_beats(wide, FS, ecg_detect_r_peaks(wide, FS), reference=reference).all()
+
+
+def test_a_new_reference_unlike_and_wider_than_the_known_one_is_called_ventricular() -> None:
+    times = np.arange(0.4, 10.0, 0.8)
+    peaks = (times * FS).round().astype(np.int64)
+    narrow = reference_beat(beats_at(times, 0.012), FS, peaks)
+    wide_inverted = reference_beat(beats_at(times, 0.04, -1.0), FS, peaks)
+    assert is_ventricular_reference(wide_inverted, narrow, FS)
+    assert not is_ventricular_reference(narrow, wide_inverted, FS)  # narrower: may replace it
+    assert not is_ventricular_reference(reference_beat(beats_at(times, 0.014), FS, peaks), narrow, FS)
+    assert not is_ventricular_reference(wide_inverted, narrow[:-1], FS)  # other length: not compared
 
 
 def test_only_a_regular_window_at_a_sinus_rate_teaches_the_reference_beat() -> None:

@@ -10,9 +10,17 @@ import wfdb
 from scipy.signal import resample_poly
 
 from streams.align import AlignedSample, VitalValue
-from streams.app import REFERENCE_REFRESH_S
 from streams.rhythm import Detection
-from streams.scoring import BRIDGED_GAP_S, EcgFeatures, RuleScorer, _unbridged, ecg_features, window_pulse_rate
+from streams.scoring import (
+    BRIDGED_GAP_S,
+    MIN_QUALITY,
+    BeatReferences,
+    EcgFeatures,
+    RuleScorer,
+    _unbridged,
+    ecg_features,
+    window_pulse_rate,
+)
 from streams.windows import US, EcgWindow
 
 BEATS = list("NLRejAaJSVEF/fQ")
@@ -267,32 +275,84 @@ def test_only_isolated_gaps_within_the_nyquist_interval_of_the_monitoring_band_a
 def test_sustained_vt_of_record_223_is_found_against_the_reference_beat_learned_before_it(data_dir: Path) -> None:
     """MIT-BIH 223 goes into sustained VT at 1043.2 s: no conducted beat in the window, whose template is ventricular.
 
-    The windows before it are scored as the worker scores them, each learning the patient's reference beat when
-    its own is older than :data:`streams.app.REFERENCE_REFRESH_S`; the VT windows are found only with it.
+    The windows before it are scored as the worker scores them (:class:`BeatReferences` asks for a new reference
+    every :data:`REFERENCE_REFRESH_S` of event time and keeps what is learned); the VT windows are found only with
+    the reference.
     """
-    scorer = RuleScorer()
-    learned: tuple[float, dict[str, np.ndarray]] | None = None
+    scorer, references = RuleScorer(), BeatReferences()
     for start in np.arange(960.0, 1044.0, 2.0):
-        sample = AlignedSample("mitdb-223", 0, 10 * US, mitdb_window(data_dir, "223", float(start), 250))
-        sample.beat_reference = learned[1] if learned else {}
-        sample.learn_reference = learned is None or start - learned[0] >= REFERENCE_REFRESH_S
+        sample = AlignedSample(
+            "mitdb-223", int(start * US), int((start + 10) * US), mitdb_window(data_dir, "223", start, 250)
+        )
+        references.attach(sample)
         reference = scorer.score_batch([sample])[0].beat_reference
         assert reference is None or sample.learn_reference  # learned only when asked
-        if reference:
-            assert set(reference) == {"MLII", "V1"}
-            learned = (float(start), reference)
-    assert learned is not None
+        references.learned(sample, reference)
+    window = mitdb_window(data_dir, "223", 1044.0, 250)
+    probe = AlignedSample("mitdb-223", int(1044 * US), int(1054 * US), window)
+    references.attach(probe)
+    learned = probe.beat_reference
+    assert set(learned) == {"MLII", "V1"}
 
-    def vt(start_s: float, references: dict[str, np.ndarray]) -> bool:
+    def vt(start_s: float, known: dict[str, np.ndarray]) -> bool:
         window = mitdb_window(data_dir, "223", start_s, 250)
-        scored = scorer.score_batch([AlignedSample("mitdb-223", 0, 10 * US, window, beat_reference=references)])[0]
+        scored = scorer.score_batch([AlignedSample("mitdb-223", 0, 10 * US, window, beat_reference=known)])[0]
         return "ventricular_tachycardia" in {d.kind for d in scored.detections}
 
     for start in (1044.0, 1046.0, 1048.0, 1050.0):
-        assert vt(start, learned[1]) and not vt(start, {}), start
+        assert vt(start, learned) and not vt(start, {}), start
     # From 1046 s the best lead is MLII, where the VT beat is like the reference; V1 shows it, and counts.
     assert ecg_features([mitdb_window(data_dir, "223", 1046.0, 250)])[0].lead == "MLII"
-    assert vt(1046.0, {"V1": learned[1]["V1"]}) and not vt(1046.0, {"MLII": learned[1]["MLII"]})
+    assert vt(1046.0, {"V1": learned["V1"]}) and not vt(1046.0, {"MLII": learned["MLII"]})
+
+
+def test_references_are_learned_and_used_per_window_in_a_mixed_batch_as_alone(data_dir: Path) -> None:
+    """Rows of a batch (many windows, leads and rates) map to the right window's references and beats."""
+    scorer = RuleScorer()
+    teach = AlignedSample("mitdb-223", 0, 10 * US, mitdb_window(data_dir, "223", 990.0, 250), learn_reference=True)
+    known = scorer.score_batch([teach])[0].beat_reference
+    assert known is not None
+
+    def batch() -> list[AlignedSample]:
+        return [
+            AlignedSample("a", 0, 10 * US, mitdb_window(data_dir, "101", 60.0, 360), learn_reference=True),
+            AlignedSample("b", 0, 10 * US, mitdb_window(data_dir, "223", 1046.0, 250), beat_reference=known),
+            AlignedSample("c", 0, 10 * US, None),
+            AlignedSample("d", 0, 10 * US, mitdb_window(data_dir, "223", 990.0, 500), learn_reference=True),
+            AlignedSample("e", 0, 10 * US, mitdb_window(data_dir, "223", 1048.0, 250), beat_reference=known),
+        ]
+
+    together = scorer.score_batch(batch())
+    alone = [scorer.score_batch([s])[0] for s in batch()]
+    assert "ventricular_tachycardia" in {d.kind for d in together[1].detections}
+    assert together[0].beat_reference is not None and together[3].beat_reference is not None
+    for a, b in zip(together, alone, strict=True):
+        assert [(d.kind, d.onset_s) for d in a.detections] == [(d.kind, d.onset_s) for d in b.detections]
+        assert (a.beat_reference is None) == (b.beat_reference is None)
+        for lead in a.beat_reference or {}:
+            assert np.array_equal(a.beat_reference[lead], b.beat_reference[lead])  # type: ignore[index]
+
+
+def test_beat_references_keep_each_lead_and_ask_again_after_the_refresh_time() -> None:
+    refs = BeatReferences(refresh_s=30.0)
+    first = AlignedSample("p", 0, 10 * US, None)
+    refs.attach(first)
+    assert first.learn_reference and first.beat_reference == {}
+    refs.learned(first, {"II": np.ones(3), "V5": np.zeros(3)})
+    later = AlignedSample("p", 10 * US, 20 * US, None)
+    refs.attach(later)
+    assert not later.learn_reference and set(later.beat_reference) == {"II", "V5"}
+    due = AlignedSample("p", 30 * US, 40 * US, None)
+    refs.attach(due)
+    assert due.learn_reference
+    refs.learned(due, {"II": np.full(3, 2.0)})  # one lead relearned, the other kept
+    refs.learned(due, None)
+    after = AlignedSample("p", 40 * US, 50 * US, None)
+    refs.attach(after)
+    assert not after.learn_reference
+    assert after.beat_reference["II"][0] == 2.0 and after.beat_reference["V5"][0] == 0.0
+    refs.forget("p")
+    assert len(refs) == 0
 
 
 def test_a_window_asked_to_learn_teaches_a_reference_only_when_its_rhythm_is_regular(data_dir: Path) -> None:
@@ -302,6 +362,8 @@ def test_a_window_asked_to_learn_teaches_a_reference_only_when_its_rhythm_is_reg
     af.learn_reference = True
     not_asked = AlignedSample("p", 0, 10 * US, mitdb_window(data_dir, "101", 60.0, 250))
     scored = RuleScorer().score_batch([regular, af, not_asked])
-    assert scored[0].beat_reference is not None and set(scored[0].beat_reference) == {"MLII", "V1"}
+    usable = {lead for lead, q in ecg_features([regular.ecg])[0].lead_quality.items() if q >= MIN_QUALITY}
+    assert "MLII" in usable  # 101's V1 is below MIN_QUALITY here: learned from its usable lead only
+    assert scored[0].beat_reference is not None and set(scored[0].beat_reference) == usable
     assert scored[1].beat_reference is None
     assert scored[2].beat_reference is None
