@@ -394,6 +394,12 @@ def _equivalent_width(segments: np.ndarray, centre: int, half: int, n_leads: int
     return per_lead.sum(axis=(-2, -1)) / np.maximum(per_lead.max(axis=-1).sum(axis=-1), 1e-12)
 
 
+def _beat_geometry(sampling_rate: float) -> tuple[int, int, int]:
+    """Samples before and after the R peak in a beat segment, and the half-width of its QRS part."""
+    before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
+    return before, after, min(_half(QRS_HALF_WIDTH_S, sampling_rate), before, after)
+
+
 def _segments(band: np.ndarray, beats: np.ndarray, before: int, after: int) -> np.ndarray:
     """Each beat's segment ``[-before, +after]`` of ``band`` (leads, time), median removed, leads concatenated.
 
@@ -451,7 +457,7 @@ def reference_beat(
         The shape, ``(leads * length,)`` float64, in the layout :func:`ecg_classify_beats` compares.
     """
     leads = _as_leads(x)
-    before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
+    before, after, _ = _beat_geometry(sampling_rate)
     band = morphology_band(leads, sampling_rate) if band is None else np.asarray(band, np.float64)
     seg = _segments(band.reshape(leads.shape), np.asarray(peaks, dtype=np.int64), before, after)
     return np.median(seg, axis=0)
@@ -536,8 +542,7 @@ def ecg_classify_beats(
     if sampling_rate < MIN_SAMPLING_RATE_HZ:
         raise ValueError(f"ecg_classify_beats needs at least {MIN_SAMPLING_RATE_HZ} Hz, got {sampling_rate}")
     n_leads, n = leads.shape
-    before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
-    half = min(_half(QRS_HALF_WIDTH_S, sampling_rate), before, after)
+    before, after, half = _beat_geometry(sampling_rate)
     if band is None:
         band = morphology_band(leads, sampling_rate)
     seg = _segments(np.asarray(band, dtype=np.float64).reshape(n_leads, n), beats, before, after)
@@ -603,8 +608,7 @@ def is_ventricular_reference(beat: np.ndarray, reference: np.ndarray, sampling_r
     tachycardia) and must not replace it; a narrower or similar beat may. Both are :func:`reference_beat`
     shapes of one lead at ``sampling_rate``; shapes of different lengths are never called ventricular.
     """
-    before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
-    half = min(_half(QRS_HALF_WIDTH_S, sampling_rate), before, after)
+    before, after, half = _beat_geometry(sampling_rate)
     beat, reference = (np.asarray(a, dtype=np.float64).reshape(1, -1) for a in (beat, reference))
     if beat.shape != reference.shape:
         return False
@@ -640,8 +644,7 @@ def ventricular_against_reference(
     beats = np.asarray(peaks, dtype=np.int64)
     if beats.size == 0:
         return np.zeros(0, dtype=bool)
-    before, after = (_half(s, sampling_rate) for s in BEAT_SEGMENT_S)
-    half = min(_half(QRS_HALF_WIDTH_S, sampling_rate), before, after)
+    before, after, half = _beat_geometry(sampling_rate)
     band = morphology_band(leads, sampling_rate) if band is None else np.asarray(band, np.float64)
     seg = _segments(band.reshape(leads.shape), beats, before, after)
     return _against_reference(seg, np.asarray(ventricular, dtype=bool), reference, before, half, leads.shape[0])
