@@ -330,7 +330,9 @@ def create_app(
     vitals_partition: dict[str, int] = {}  # partition of each patient's vitals events (and of its table key)
     vitals_unwritten: set[str] = set()  # patients whose vitals changed since their last write
     vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
-    beat_references = BeatReferences()  # per patient and lead, for beat classing (models.qrs.ecg_classify_beats)
+    # per patient and lead, for beat classing (models.qrs.ecg_classify_beats); read back from the table after a restart
+    beat_references = BeatReferences(load=lambda patient_id: tables.beats.get(patient_id) or None)
+    ecg_partition: dict[str, int] = {}  # partition of each patient's waveform events (and of its beats table key)
 
     def vitals_of(patient_id: str) -> dict[str, list[list[Any]]]:
         """A patient's vitals history: this worker's, or the table's when that is newer (or all there is)."""
@@ -348,6 +350,11 @@ def create_app(
         tables.vitals.send_changelog(vitals_partition.get(patient_id), patient_id, value)
         vitals_written[patient_id] = newest_points(history)
         vitals_unwritten.discard(patient_id)
+
+    def write_beats(patient_id: str, record: dict[str, Any]) -> None:
+        """Write a patient's reference beats to the table and its changelog (co-partitioned with the waveform)."""
+        tables.beats.data[patient_id] = record
+        tables.beats.send_changelog(ecg_partition.get(patient_id), patient_id, record)
 
     # ----------------------------------------------------------------------------------------- topics
     inputs = app.topic(*topics.INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
@@ -401,6 +408,7 @@ def create_app(
                 continue
             metrics.EVENTS.labels(msg.topic, "accepted").inc()
             if isinstance(result, WaveformChunk):
+                ecg_partition[result.patient_id] = msg.partition
                 buf = buffers.get(result.patient_id)
                 if buf is None:
                     buf = buffers[result.patient_id] = EcgBuffer(result.patient_id)
@@ -445,7 +453,8 @@ def create_app(
             payloads, shadow, seconds, learned = await future
             metrics.SCORING_SECONDS.observe(seconds)
             for sample, reference in zip(samples, learned, strict=True):
-                beat_references.learned(sample, reference)
+                if (record := beat_references.learned(sample, reference)) is not None:
+                    write_beats(sample.patient_id, record)
             for sample, payload in zip(samples, payloads, strict=True):
                 await scores_topic.send(key=sample.patient_id.encode(), value=payload)
             for sample, payload in zip(samples, shadow, strict=False):
@@ -526,6 +535,7 @@ def create_app(
             if idle(buf, now, FORGET_AFTER_S):
                 del buffers[patient_id]
                 beat_references.forget(patient_id)
+                ecg_partition.pop(patient_id, None)
                 metrics.PATIENTS.set(len(buffers))
 
     async def forget_vitals() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,27 +123,46 @@ REFERENCE_REFRESH_S = 30.0
 class BeatReferences:
     """Each patient's reference beat per ECG lead, kept between windows by whoever scores a patient's stream.
 
-    In memory only: a restarted worker learns them again from the first window that qualifies. Before a
-    sample is scored, :meth:`attach` gives it the patient's references and asks for a new one when they are
-    older than ``refresh_s`` of event time; after, :meth:`learned` keeps what the scorer learned from it
-    (:attr:`Scored.beat_reference`), lead by lead.
+    Before a sample is scored, :meth:`attach` gives it the patient's references and asks for a new one when
+    they are older than ``refresh_s`` of event time; after, :meth:`learned` keeps what the scorer learned from
+    it (:attr:`Scored.beat_reference`), lead by lead, and returns the patient's record to persist. ``load``
+    reads that record back for a patient not in memory (the worker's changelogged table, so a restarted or
+    rebalanced worker goes on with the references it had); without it they are learned again from the first
+    window that qualifies.
     """
 
-    def __init__(self, refresh_s: float = REFERENCE_REFRESH_S) -> None:
-        """An empty store relearning after ``refresh_s`` event seconds."""
+    def __init__(
+        self, refresh_s: float = REFERENCE_REFRESH_S, load: Callable[[str], Mapping[str, Any] | None] | None = None
+    ) -> None:
+        """An empty store relearning after ``refresh_s`` event seconds, reading records back with ``load``."""
         self.refresh_us = int(refresh_s * 1_000_000)
+        self._load = load
         self._by_patient: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
 
     def attach(self, sample: AlignedSample) -> None:
         """Set ``sample.beat_reference`` and ``sample.learn_reference`` for the patient."""
-        learned_at, sample.beat_reference = self._by_patient.get(sample.patient_id, (None, {}))
+        entry = self._by_patient.get(sample.patient_id)
+        if entry is None and self._load is not None and (record := self._load(sample.patient_id)):
+            leads = {name: np.asarray(beat, dtype=np.float32) for name, beat in record["leads"].items()}
+            entry = self._by_patient[sample.patient_id] = (int(record["learned_at_us"]), leads)
+        learned_at, sample.beat_reference = entry if entry is not None else (None, {})
         sample.learn_reference = learned_at is None or sample.end_us - learned_at >= self.refresh_us
 
-    def learned(self, sample: AlignedSample, reference: dict[str, np.ndarray] | None) -> None:
-        """Keep the references learned from ``sample`` (None: none), beside the patient's other leads' ones."""
-        if reference:
-            _, known = self._by_patient.get(sample.patient_id, (0, {}))
-            self._by_patient[sample.patient_id] = (sample.end_us, {**known, **reference})
+    def learned(self, sample: AlignedSample, reference: dict[str, np.ndarray] | None) -> dict[str, Any] | None:
+        """Keep the references learned from ``sample`` (None: none), beside the patient's other leads' ones.
+
+        Returns the patient's record to persist (JSON: ``learned_at_us`` and ``leads``, name -> shape) when
+        something was learned, else None.
+        """
+        if not reference:
+            return None
+        _, known = self._by_patient.get(sample.patient_id, (0, {}))
+        leads = {**known, **reference}
+        self._by_patient[sample.patient_id] = (sample.end_us, leads)
+        return {
+            "learned_at_us": sample.end_us,
+            "leads": {name: [round(float(v), 6) for v in beat] for name, beat in leads.items()},
+        }
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's references."""

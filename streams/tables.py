@@ -8,6 +8,9 @@ buffers are not here: they are rebuilt from the input topic's uncommitted tail (
   written when :func:`streams.align.changelog_due` says so (every sporadic reading, continuous numerics once
   per ``resolution_s``) and once a patient's vitals pause; the worker's memory holds the points in between.
 * ``context-state``: patient id -> ``{"imaging": [...], "notes": [...]}`` (:func:`streams.align.add_context`).
+* ``beat-references``: patient id -> the patient's reference beat per ECG lead and when it was learned
+  (:class:`streams.scoring.BeatReferences`), written each time one is learned (about every 30 s of event time),
+  so beat classing against it goes on across a restart, even in a ventricular rhythm that teaches none.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class Tables:
 
     vitals: Any
     context: Any
+    beats: Any
 
 
 def declare_tables(app: faust.App) -> Tables:
@@ -33,4 +37,5 @@ def declare_tables(app: faust.App) -> Tables:
     return Tables(
         vitals=app.Table(topics.VITALS_TABLE, default=dict, key_type=str),
         context=app.Table(topics.CONTEXT_TABLE, default=dict, key_type=str),
+        beats=app.Table(topics.BEATS_TABLE, default=dict, key_type=str),
     )

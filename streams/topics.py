@@ -35,9 +35,10 @@ ALL_TOPICS: Final = INPUT_TOPICS + OUTPUT_TOPICS + DLQ_TOPICS
 #: The worker's changelogged tables (declared in :mod:`streams.tables`); Faust backs each with a topic.
 VITALS_TABLE: Final = "vitals-state"
 CONTEXT_TABLE: Final = "context-state"
+BEATS_TABLE: Final = "beat-references"
 #: Declared by the alert agent (:mod:`alerts.agents`): patient id -> alert state.
 ALERTS_TABLE: Final = "alert-state"
-TABLES: Final = (VITALS_TABLE, CONTEXT_TABLE, ALERTS_TABLE)
+TABLES: Final = (VITALS_TABLE, CONTEXT_TABLE, BEATS_TABLE, ALERTS_TABLE)
 
 
 def changelog(app_id: str, table: str) -> str:

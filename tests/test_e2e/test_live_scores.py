@@ -122,8 +122,20 @@ def test_the_worker_scores_real_recordings_per_patient_and_window(settings: Sett
             ),
             90,
         )
+        beats = consumer(
+            settings, topics.changelog("live-scores", topics.BEATS_TABLE), auto_offset_reset="earliest", group_id=None
+        )
+        references: dict[str, dict] = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "live-mitdb-101" not in references:
+            for batch in beats.poll(timeout_ms=500).values():
+                references.update((json.loads(r.key), json.loads(r.value)) for r in batch)
+        beats.close()
     finally:
         worker.stop()
+    # record 101 is regular sinus rhythm: its reference beat is learned and reaches the changelog
+    assert "MLII" in references["live-mitdb-101"]["leads"], references.keys()
+    assert len(references["live-mitdb-101"]["leads"]["MLII"]) == 64
     vitals_only = [s for s in scores if s["patient_id"] == "live-vitals-only"]
     assert len(vitals_only) == 3 and all(s["score_id"].endswith(":vitals") for s in vitals_only)
     # respiration 22 -> 2, SpO2 95 -> 1, systolic 105 -> 1, pulse 115 -> 2, temperature 38.5 -> 1 (RCP 2017)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -353,6 +354,27 @@ def test_beat_references_keep_each_lead_and_ask_again_after_the_refresh_time() -
     assert after.beat_reference["II"][0] == 2.0 and after.beat_reference["V5"][0] == 0.0
     refs.forget("p")
     assert len(refs) == 0
+
+
+def test_beat_references_read_back_what_they_return_to_persist() -> None:
+    """The record :meth:`BeatReferences.learned` returns is JSON and, loaded by a new store, gives the same beats."""
+    store: dict[str, dict] = {}
+    refs = BeatReferences(refresh_s=30.0, load=store.get)
+    sample = AlignedSample("p", 0, 10 * US, None)
+    refs.attach(sample)
+    assert refs.learned(sample, None) is None
+    beat = np.linspace(-1.0, 1.0, 64).astype(np.float32)
+    record = refs.learned(sample, {"II": beat})
+    assert record is not None
+    store["p"] = json.loads(json.dumps(record))
+    restarted = BeatReferences(refresh_s=30.0, load=store.get)
+    later = AlignedSample("p", 10 * US, 20 * US, None)
+    restarted.attach(later)
+    assert not later.learn_reference  # learned 10 s of event time before, as before the restart
+    assert np.allclose(later.beat_reference["II"], beat, atol=1e-6)
+    other = AlignedSample("q", 0, 10 * US, None)
+    restarted.attach(other)
+    assert other.learn_reference and other.beat_reference == {}
 
 
 def test_a_window_asked_to_learn_teaches_a_reference_only_when_its_rhythm_is_regular(data_dir: Path) -> None:
