@@ -331,7 +331,7 @@ def create_app(
     vitals_unwritten: set[str] = set()  # patients whose vitals changed since their last write
     vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
     # per patient and lead, for beat classing (models.qrs.ecg_classify_beats); read back from the table after a restart
-    beat_references = BeatReferences(load=lambda patient_id: tables.beats.get(patient_id) or None)
+    beat_references = BeatReferences(load=lambda patient_id: read_beats(patient_id))
     ecg_partition: dict[str, int] = {}  # partition of each patient's waveform events (and of its beats table key)
 
     def vitals_of(patient_id: str) -> dict[str, list[list[Any]]]:
@@ -355,6 +355,14 @@ def create_app(
         """Write a patient's reference beats to the table and its changelog (co-partitioned with the waveform)."""
         tables.beats.data[patient_id] = record
         tables.beats.send_changelog(ecg_partition.get(patient_id), patient_id, record)
+        metrics.BEAT_REFERENCES.labels("learned").inc()
+
+    def read_beats(patient_id: str) -> dict[str, Any] | None:
+        """A patient's reference beats from the table (after a restart or a rebalance), or None."""
+        record = tables.beats.get(patient_id) or None
+        if record is not None:
+            metrics.BEAT_REFERENCES.labels("restored").inc()
+        return record
 
     # ----------------------------------------------------------------------------------------- topics
     inputs = app.topic(*topics.INPUT_TOPICS, key_serializer="raw", value_serializer="raw")

@@ -41,6 +41,11 @@ SCORING_SECONDS = Histogram(
 )
 LOOP_LAG = Gauge("cardiowatch_event_loop_lag_seconds", "How late the event loop ran a timer that was due, seconds.")
 PATIENTS = Gauge("cardiowatch_patients", "Patients with waveform state in this worker.")
+BEAT_REFERENCES = Counter(
+    "cardiowatch_beat_references",
+    "Patients' reference beats learned and written to their table, or read back from it (learned | restored).",
+    ["outcome"],
+)
 ALERTS = Counter(
     "cardiowatch_alerts",
     "Alert records published (changes of state), by kind, priority and state.",

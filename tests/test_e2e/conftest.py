@@ -56,9 +56,15 @@ def start_worker(settings: Settings, app_id: str, state_dir: Path, **env: str) -
     pytest.fail(f"worker did not become healthy within 90 s: see {log.name}")
 
 
-def metric(port: int, topic: str, outcome: str) -> float:
-    """The worker's count of input events of ``topic`` with ``outcome`` (accepted | dead_letter), from /metrics."""
+def counter(port: int, name: str, **labels: str) -> float:
+    """A sample of the worker's /metrics: ``name`` with exactly these labels (0 when absent)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    match = re.search(rf'cardiowatch_events_total{{outcome="{outcome}",topic="{re.escape(topic)}"}} ([0-9.e+]+)', text)
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    match = re.search(rf"^{re.escape(name)}{{{re.escape(wanted)}}} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+def metric(port: int, topic: str, outcome: str) -> float:
+    """The worker's count of input events of ``topic`` with ``outcome`` (accepted | dead_letter), from /metrics."""
+    return counter(port, "cardiowatch_events_total", outcome=outcome, topic=topic)

@@ -18,7 +18,7 @@ from streams.kafka import consumer, producer
 from streams.replay import recording_events, replay
 from streams.settings import Settings
 from streams.sources import read_recording
-from tests.test_e2e.conftest import metric, start_worker
+from tests.test_e2e.conftest import counter, metric, start_worker
 
 WINDOW_S, HOP_S = 10, 2
 
@@ -195,9 +195,13 @@ def test_scoring_resumes_after_sigkill_and_every_window_keeps_one_score_id(
         worker = start_worker(settings, "recovery", tmp_path)
         sender.join(60)
         scores = collect_scores(settings, {patient}, lambda got: want <= {s["window_end"] for s in got}, 120)
+        restored = counter(worker.port, "cardiowatch_beat_references_total", outcome="restored")
     finally:
         worker.stop()
         sender.join(5)
+    # the reference beat learned before the kill was read back from its changelogged table, not learned anew
+    # (so were those of earlier tests' patients, whose events this app's new consumer group also reads)
+    assert restored >= 1, restored
     # the temperature, arriving before any waveform, was scored alone once (a vitals-only hop, its own id)
     assert {s["window_end"] for s in scores if s["score_id"].endswith(":vitals")} == {iso(start)}
     scores = [s for s in scores if not s["score_id"].endswith(":vitals")]
