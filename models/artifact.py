@@ -114,11 +114,12 @@ def rhythm_call(model: RiskModel, noisy: float, rhythm: np.ndarray) -> str:
     """The CinC 2017 class of a recording from its noisy and rhythm probabilities.
 
     ``~`` when the noisy probability reaches the dev-fitted threshold, else the rhythm class with the largest
-    probability after the dev-fitted AF weight.
+    probability after the dev-fitted AF and other-rhythm weights (1 when the artifact has none).
     """
     if noisy >= model.decision.get("noisy_threshold", 0.5):
         return "~"
-    weighted = np.asarray(rhythm, dtype=np.float64) * np.array([1.0, model.decision.get("af_weight", 1.0), 1.0])
+    weights = [1.0, model.decision.get("af_weight", 1.0), model.decision.get("other_weight", 1.0)]
+    weighted = np.asarray(rhythm, dtype=np.float64) * np.array(weights)
     return "NAO"[int(np.argmax(weighted))]
 
 

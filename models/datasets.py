@@ -48,6 +48,9 @@ MODEL_RATE_HZ: Final = 100
 #: Window length the model scores, seconds (the worker's default window and a PTB-XL record).
 WINDOW_S: Final = 10.0
 WINDOW_SAMPLES: Final = int(MODEL_RATE_HZ * WINDOW_S)
+#: Hop (s) between the windows a recording longer than a window is scored in: the worker's default hop, so a
+#: recording is scored offline on the windows a patient's stream would be scored on live.
+SCORING_HOP_S: Final = 2.0
 
 #: The tasks and the number of outputs of each.
 TASKS: Final = {"structural": 1, "rhythm": 3, "noisy": 1, "ectopy": 1, "risk": 1}
@@ -107,6 +110,23 @@ def window_slices(n_samples: int, rate: float) -> list[slice]:
     """
     width = int(round(WINDOW_S * rate))
     return [slice(i * width, (i + 1) * width) for i in range(max(1, n_samples // width))]
+
+
+def scoring_slices(n_samples: int, rate: float, hop_s: float = SCORING_HOP_S) -> list[slice]:
+    """The overlapping 10-s windows a recording of ``n_samples`` at ``rate`` is scored on, every ``hop_s``.
+
+    From the first sample, plus one ending at the last sample when the hop does not land there, so every
+    sample is scored. A recording no longer than a window is one window (a short one is padded by the model's
+    preprocessing).
+    """
+    width = int(round(WINDOW_S * rate))
+    if n_samples <= width:
+        return [slice(0, width)]
+    hop = max(1, int(round(hop_s * rate)))
+    starts = list(range(0, n_samples - width + 1, hop))
+    if starts[-1] != n_samples - width:
+        starts.append(n_samples - width)
+    return [slice(s, s + width) for s in starts]
 
 
 def _float32(x: np.ndarray) -> np.ndarray:

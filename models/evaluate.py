@@ -19,9 +19,9 @@ model has never seen, from all of it. Reported, each with its sample size:
   one minus the signal-quality index for noise, the distance of the heart rate from 60-100/min for
   structural disease and risk (:func:`baseline_scores`).
 
-Records longer than 10 s are scored window by window (non-overlapping) and the probabilities averaged,
-as the live pipeline scores a patient every hop. Outputs: ``report.json``, ``summary.md`` and the
-reliability plots ``reliability_risk.png`` and ``reliability_risk_ecg.png``.
+Records longer than 10 s are scored on overlapping 10-s windows every 2 s and the probabilities averaged,
+as the live pipeline scores a patient every hop (:func:`models.train.windows_of`). Outputs: ``report.json``,
+``summary.md`` and the reliability plots ``reliability_risk.png`` and ``reliability_risk_ecg.png``.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@
   the examples that carry the task's label; the risk loss is counted on the fused risk and on the ECG
   branch alone, so the ECG branch is a complete model by itself.
 * **Seeded** (``--seed``): the same data, seed and thread count give the same weights.
-* **Rhythm call**: the noisy threshold and AF weight of the CinC 2017 class call are fitted on dev to
-  maximise the challenge F1 (:func:`fit_rhythm_decision`).
+* **Rhythm call**: the noisy threshold and the AF and other-rhythm weights of the CinC 2017 class call are
+  fitted on dev to maximise the challenge F1 (:func:`fit_rhythm_decision`), on the recordings' probabilities
+  averaged over the windows they are scored on (every 2 s, :func:`windows_of`).
 * **Calibration**: Platt scaling on dev (Platt 1999), per 10-s window: one fit for the ECG branch (the risk
   of a patient with ECG only), one for the fused risk of windows with context (:func:`calibrate`).
 """
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from models import artifact
 from models.artifact import RiskModel, rhythm_call
 from models.context import fit_vitals_stats, record_seed, simulate_context
-from models.datasets import RHYTHM_CLASSES, WINDOW_S, Example, load_all, window_slices
+from models.datasets import RHYTHM_CLASSES, WINDOW_S, Example, load_all, scoring_slices, window_slices
 from models.metrics import auroc, cinc2017_f1
 from models.network import NetworkConfig, RiskNetwork
 from models.preprocess import EcgInput, Preprocessing, fit_lead_scales
@@ -92,11 +93,13 @@ def augment(ex: Example, rng: np.random.Generator) -> EcgInput | None:
 
 
 def windows_of(ex: Example) -> list[EcgInput]:
-    """The non-overlapping 10-s windows of an example at its own rate (:func:`models.datasets.window_slices`).
+    """The 10-s windows an example is scored on, at its own rate (:func:`models.datasets.scoring_slices`).
 
-    Each is resampled and filtered on its own by the model's preprocessing, as the live worker does.
+    A recording longer than a window is scored every :data:`models.datasets.SCORING_HOP_S`, as the live worker
+    scores a patient every hop; each window is resampled and filtered on its own by the model's preprocessing,
+    as the worker does.
     """
-    return [EcgInput(ex.leads, ex.signal[:, cut], ex.rate) for cut in window_slices(ex.signal.shape[1], ex.rate)]
+    return [EcgInput(ex.leads, ex.signal[:, cut], ex.rate) for cut in scoring_slices(ex.signal.shape[1], ex.rate)]
 
 
 @dataclass
@@ -174,16 +177,17 @@ def dev_figures(examples: Sequence[Example], probs: Mapping[str, np.ndarray]) ->
     return out
 
 
-def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt scaling ``sigmoid(a * logit + b)`` fitted by maximum likelihood (L-BFGS)."""
+def fit_platt(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Platt scaling ``sigmoid(a * logit + b)`` fitted by (weighted) maximum likelihood (L-BFGS)."""
     z = torch.tensor(logits, dtype=torch.float64)
     t = torch.tensor(y, dtype=torch.float64)
+    w = None if weights is None else torch.tensor(weights / weights.mean(), dtype=torch.float64)
     params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([params], max_iter=200)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(params[0] * z + params[1], t)
+        loss = F.binary_cross_entropy_with_logits(params[0] * z + params[1], t, weight=w)
         loss.backward()
         return loss
 
@@ -197,18 +201,22 @@ def calibrate(
     """Platt scaling of the risk logit, per 10-s window as the worker scores.
 
     ``risk_ecg`` is fitted on every window (the ECG branch, which is also the risk of a patient with ECG
-    only), ``risk`` on the windows with context.
+    only), ``risk`` on the windows with context. A recording's overlapping windows share the weight of its
+    non-overlapping 10-s stretches (:func:`models.datasets.window_slices`), so each 10 s of recording counts
+    once whatever the hop it is scored at, and the long CinC 2017 recordings do not outweigh the others.
     """
     pred = predict_examples(model, examples, contexts)
     idx, y = task_arrays(examples, "risk")
     label = np.full(len(examples), np.nan)
     label[idx] = y
     y_win = label[pred.window_example]
+    stretches = np.array([len(window_slices(e.signal.shape[1], e.rate)) for e in examples], dtype=np.float64)
+    share = (stretches / np.maximum(np.bincount(pred.window_example, minlength=len(examples)), 1))[pred.window_example]
     known = ~np.isnan(y_win)
     fused = known & pred.window_context
     return {
-        "risk_ecg": fit_platt(pred.window_logits["risk_ecg"][known], y_win[known]),
-        "risk": fit_platt(pred.window_logits["risk"][fused], y_win[fused]) if fused.any() else (1.0, 0.0),
+        "risk_ecg": fit_platt(pred.window_logits["risk_ecg"][known], y_win[known], share[known]),
+        "risk": fit_platt(pred.window_logits["risk"][fused], y_win[fused], share[fused]) if fused.any() else (1.0, 0.0),
     }
 
 
@@ -217,22 +225,23 @@ def fit_rhythm_decision(
 ) -> dict[str, float]:
     """The rhythm call's thresholds that maximise the CinC 2017 F1 on ``examples`` (the dev split).
 
-    The noisy threshold and AF weight of :func:`models.artifact.rhythm_call`, over a fixed grid; the defaults
-    (0.5, 1.0) without CinC 2017 examples.
+    The noisy threshold and the AF and other-rhythm weights of :func:`models.artifact.rhythm_call`, over a
+    fixed grid (the first best in grid order); the neutral defaults without CinC 2017 examples.
     """
     rows = [i for i, e in enumerate(examples) if e.dataset == "cinc2017"]
     if not rows:
-        return {"noisy_threshold": 0.5, "af_weight": 1.0}
+        return {"noisy_threshold": 0.5, "af_weight": 1.0, "other_weight": 1.0}
     truth = ["~" if examples[i].labels["noisy"] else RHYTHM_CLASSES[int(examples[i].labels["rhythm"])] for i in rows]
-    best = (-1.0, 0.5, 1.0)
+    best = (-1.0, 0.5, 1.0, 1.0)
     for threshold in np.arange(0.1, 0.95, 0.05):
-        for weight in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
-            model.decision = {"noisy_threshold": round(float(threshold), 2), "af_weight": weight}
-            called = [rhythm_call(model, probs["noisy"][i], probs["rhythm"][i]) for i in rows]
-            f1 = cinc2017_f1(truth, called)["F1"]
-            if f1 > best[0]:
-                best = (f1, round(float(threshold), 2), weight)
-    return {"noisy_threshold": best[1], "af_weight": best[2]}
+        for af in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
+            for other in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0):
+                model.decision = {"noisy_threshold": round(float(threshold), 2), "af_weight": af, "other_weight": other}
+                called = [rhythm_call(model, probs["noisy"][i], probs["rhythm"][i]) for i in rows]
+                f1 = cinc2017_f1(truth, called)["F1"]
+                if f1 > best[0]:
+                    best = (f1, round(float(threshold), 2), af, other)
+    return {"noisy_threshold": best[1], "af_weight": best[2], "other_weight": best[3]}
 
 
 def _loss(

@@ -16,7 +16,7 @@ import wfdb
 
 from models import artifact
 from models.context import record_seed, simulate_context
-from models.datasets import load_all, mitdb_window_labels
+from models.datasets import load_all, mitdb_window_labels, scoring_slices
 from models.engine import InferenceEngine
 from models.evaluate import evaluate
 from models.metrics import bootstrap_ci, calibration_bins, cinc2017_f1
@@ -66,6 +66,26 @@ def test_splits_never_separate_a_patient_and_paced_records_are_left_out(small_da
         assert {e.split for e in examples if e.dataset == dataset} == {"train", "dev", "test"}
     ptb = [e for e in examples if e.dataset == "ptbxl"]
     assert {e.split for e in ptb} == {"train", "dev", "test"} and all(e.leads[1] == "II" for e in ptb)
+
+
+def test_recordings_are_scored_on_the_windows_of_the_live_hop() -> None:
+    # 25 s at 300 Hz: windows every 2 s from the start, and one ending at the last sample
+    cuts = scoring_slices(7500, 300.0)
+    assert [(c.start, c.stop) for c in cuts] == [(s, s + 3000) for s in range(0, 4501, 600)] + [(4500, 7500)]
+    assert [(c.start, c.stop) for c in scoring_slices(3000 + 1200, 300.0)] == [(0, 3000), (600, 3600), (1200, 4200)]
+    assert [(c.start, c.stop) for c in scoring_slices(2700, 300.0)] == [(0, 3000)]  # short: one padded window
+    assert [(c.start, c.stop) for c in scoring_slices(3000, 300.0)] == [(0, 3000)]
+
+
+def test_the_rhythm_call_weighs_af_and_other_rhythm_as_fitted() -> None:
+    model = artifact.RiskModel(RiskNetwork(), Preprocessing(lead_scale={}, vitals_stats={}))
+    rhythm = np.array([0.40, 0.25, 0.35])  # N, A, O
+    assert artifact.rhythm_call(model, 0.1, rhythm) == "N"  # no fitted weights: the largest probability
+    model.decision = {"noisy_threshold": 0.3, "af_weight": 1.0, "other_weight": 1.25}
+    assert artifact.rhythm_call(model, 0.1, rhythm) == "O"
+    model.decision["af_weight"] = 2.0
+    assert artifact.rhythm_call(model, 0.1, rhythm) == "A"
+    assert artifact.rhythm_call(model, 0.3, rhythm) == "~"  # noisy at the threshold
 
 
 def test_a_missing_dataset_is_skipped_and_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,6 +175,10 @@ def test_metrics_match_hand_computed_values() -> None:
     assert cal["ece"] == pytest.approx(0.25 * 0.05 + 0.75 * 0.05)
     a, b = fit_platt(np.array([-2.0, -1.0, 1.0, 2.0, 0.5, -0.5]), np.array([0, 0, 1, 1, 0, 1]))
     assert a > 0 and math.isfinite(b)
+    # a window of weight 2 counts as two windows
+    weighted = fit_platt(np.array([-2.0, -1.0, 1.0, 2.0, 0.5]), np.array([0, 0, 1, 1, 0]), np.array([1, 1, 1, 1, 2.0]))
+    repeated = fit_platt(np.array([-2.0, -1.0, 1.0, 2.0, 0.5, 0.5]), np.array([0, 0, 1, 1, 0, 0]))
+    assert weighted == pytest.approx(repeated, abs=1e-6)
 
 
 # ------------------------------------------------------------------------------------ artifact, engine
@@ -166,7 +190,7 @@ def test_the_shipped_artifact_describes_itself_and_reloads_to_the_same_predictio
     meta = json.loads((artifact.SHIPPED / "model.json").read_text())
     assert shipped.version == meta["version"] and meta["version"].startswith("cardiorisk-")
     assert meta["version"].endswith(artifact.content_digest(shipped)[:8])
-    assert set(meta["decision"]) == {"noisy_threshold", "af_weight"}
+    assert set(meta["decision"]) == {"noisy_threshold", "af_weight", "other_weight"}
     assert set(meta["calibration"]) >= {"risk", "risk_ecg"}
     assert meta["training"]["minutes"] <= 45 and meta["training"]["context"].startswith("simulated")
     assert set(json.loads((artifact.SHIPPED / "metrics.json").read_text())["dev"]) >= {"structural", "af", "ectopy"}
