@@ -17,11 +17,14 @@ The agents are thin; the logic is in pure modules:
   ``CARDIOWATCH_SCORER=rules``, the rule scorer alone (:class:`streams.scoring.RuleScorer`).
 
 **Delivery guarantee.** A waveform event is acknowledged only when no open window needs it any more and the
-scores of every window that held it are published, and a vitals or context event once it is folded into its
-patient's state (a vitals history reaches the changelog when :func:`streams.align.changelog_due` says, once
-the patient's vitals pause for :data:`VITALS_SETTLE_S`, or when the worker stops gracefully); so a worker
-killed at any moment consumes again, on restart, every chunk of the windows it had not finished scoring and
-publishing, rebuilds those windows, and scores them again.
+scores of every window that held it are published; a vitals event once its patient's history is written to
+the changelog (when :func:`streams.align.changelog_due` says, once the patient's vitals pause for
+:data:`VITALS_SETTLE_S`, or when the worker stops gracefully: until then the first vitals event folded since
+the last write stays unacknowledged, which holds the partition's committed offset before it); a context event
+once it is in its changelogged table. So a worker killed at any moment consumes again, on restart, every chunk
+of the windows it had not finished scoring and publishing, rebuilds those windows, and scores them again, and
+every vitals event not yet in the changelog (the table restores the rest; folding a vitals event again at most
+puts back a point the history had thinned, :func:`streams.align.add_vitals`).
 Scores are therefore delivered at least once, and every repeat of a window carries the same ``score_id``
 (patient, window end, scorer and version): consumers deduplicate on it.
 """
@@ -329,6 +332,7 @@ def create_app(
     vitals_written: dict[str, dict[str, list[Any]]] = {}  # newest point per signal in each patient's last write
     vitals_partition: dict[str, int] = {}  # partition of each patient's vitals events (and of its table key)
     vitals_unwritten: set[str] = set()  # patients whose vitals changed since their last write
+    vitals_pending: dict[str, EventT] = {}  # per patient, the first vitals event since its last write (unacked)
     vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
     # per patient and lead, for beat classing (models.qrs.ecg_classify_beats); read back from the table after a restart
     beat_references = BeatReferences(load=lambda patient_id: read_beats(patient_id))
@@ -350,6 +354,8 @@ def create_app(
         tables.vitals.send_changelog(vitals_partition.get(patient_id), patient_id, value)
         vitals_written[patient_id] = newest_points(history)
         vitals_unwritten.discard(patient_id)
+        if (pending := vitals_pending.pop(patient_id, None)) is not None:
+            pending.ack()  # its partition's committed offset may now pass it: the changelog holds its point
 
     def write_beats(patient_id: str, record: dict[str, Any]) -> None:
         """Write a patient's reference beats to the table and its changelog (co-partitioned with the waveform)."""
@@ -415,6 +421,7 @@ def create_app(
                 event.ack()
                 continue
             metrics.EVENTS.labels(msg.topic, "accepted").inc()
+            acknowledge = True
             if isinstance(result, WaveformChunk):
                 ecg_partition[result.patient_id] = msg.partition
                 buf = buffers.get(result.patient_id)
@@ -436,6 +443,9 @@ def create_app(
                     write_vitals(result.patient_id, history)
                 else:
                     vitals_unwritten.add(result.patient_id)
+                    if result.patient_id not in vitals_pending:  # acknowledged once the history is written
+                        vitals_pending[result.patient_id] = event
+                        acknowledge = False
                 buf = buffers.get(result.patient_id)
                 if buf is None or buf.lost:  # no waveform: score the hop from vitals alone
                     end = -(-round(result.time.timestamp() * US) // window_config.hop_us) * window_config.hop_us
@@ -447,7 +457,8 @@ def create_app(
                 tables.context[result.patient_id] = add_context(
                     dict(tables.context[result.patient_id]), result, align_config
                 )
-            event.ack()
+            if acknowledge:
+                event.ack()
 
     Scoring = asyncio.Queue[tuple[list[AlignedSample], asyncio.Future[Any], list[Any]] | None]
 
@@ -556,6 +567,8 @@ def create_app(
             vitals_partition.pop(patient_id, None)
             vitals_unwritten.discard(patient_id)
             vitals_ticks.pop(patient_id, None)
+            if (pending := vitals_pending.pop(patient_id, None)) is not None:
+                pending.ack()  # never left to hold its partition back (persist_vitals wrote it long ago)
 
     def write_unwritten(patient_ids: list[str]) -> int:
         """Write these patients' vitals, for the partitions this worker still holds (others own the rest now)."""
@@ -569,6 +582,8 @@ def create_app(
             if patient_id in vitals_live and TP(topics.VITALS, vitals_partition[patient_id]) in held:
                 write_vitals(patient_id, vitals_live[patient_id])
                 written += 1
+            else:  # the partition went to another worker, which consumes the unwritten events again
+                vitals_pending.pop(patient_id, None)
         return written
 
     async def persist_vitals() -> None:
@@ -580,8 +595,8 @@ def create_app(
         """On a graceful stop, write every held patient's vitals that changed since their last write.
 
         Faust sends this signal once its consumer has stopped and before it flushes its producer, so a restart
-        finds the newest points (a crash still loses the last :data:`VITALS_SETTLE_S` of a quiet patient). A
-        failure here is logged, never raised: it would stop Faust's shutdown before the flush.
+        finds the newest points in the table (after a crash it consumes the unwritten events again instead).
+        A failure here is logged, never raised: it would stop Faust's shutdown before the flush.
         """
         pending = list(vitals_unwritten)
         try:

@@ -263,3 +263,47 @@ def test_vitals_reach_the_changelog_when_due_and_once_they_pause(settings: Setti
     finally:
         worker.stop()
     assert written == [70.0, 71.0, 77.0, 79.0]
+
+
+def test_vitals_not_yet_in_the_changelog_are_consumed_again_after_sigkill(settings: Settings, tmp_path: Path):
+    patient, app_id = "killed-vitals", "vitals-kill"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    worker = start_worker(settings, app_id, tmp_path)
+    written: list[float] = []
+    cons = consumer(
+        settings, topics.changelog(app_id, topics.VITALS_TABLE), auto_offset_reset="earliest", group_id=None
+    )
+
+    def read_until(last: float, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and (not written or written[-1] != last):
+            for records in cons.poll(timeout_ms=500).values():
+                written.extend(
+                    json.loads(r.value)["heart_rate"][-1][1] for r in records if json.loads(r.key) == patient
+                )
+
+    try:
+        with producer(settings) as prod:  # 1 Hz heart rate: 70 and 71 are written at once, 72-77 once they pause
+            for k in range(8):
+                hr = [("8867-4", 70 + k, "/min")]
+                prod.send(
+                    topics.VITALS,
+                    key=patient.encode(),
+                    value=vitals_event(start + timedelta(seconds=k), k, patient, hr),
+                )
+        read_until(71.0, 30)  # the worker folded the events (sent together, consumed together)
+        # past Faust's commit interval (2.8 s), which commits every acknowledged event, and before the 5 s pause
+        # after which the worker writes 72-77
+        time.sleep(3.2)
+        worker.proc.send_signal(signal.SIGKILL)
+        worker.proc.wait(10)
+        worker.log.close()
+        read_until(72.0, 3)  # nothing more was written before the kill
+        assert written == [70.0, 71.0], f"the kill came after the worker wrote the unwritten points: {written}"
+        worker = start_worker(settings, app_id, tmp_path)
+        read_until(77.0, 40)
+    finally:
+        worker.stop()
+        cons.close()
+    # the restarted worker consumed 72-77 again (their first event was never acknowledged) and wrote them
+    assert written[:2] == [70.0, 71.0] and written[-1] == 77.0, written
