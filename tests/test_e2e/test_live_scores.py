@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import wfdb
@@ -216,43 +217,43 @@ def test_scoring_resumes_after_sigkill_and_every_window_keeps_one_score_id(
     assert all("vitals" in s["modalities"] and s["scores"]["news2"] >= 2 for s in scores)
 
 
+def send_heart_rates(settings: Settings, patient: str, start: datetime, seconds: range) -> None:
+    """One heart-rate reading (70 + k /min) per second ``k`` after ``start``."""
+    with producer(settings) as prod:
+        for k in seconds:
+            hr = [("8867-4", 70 + k, "/min")]
+            prod.send(
+                topics.VITALS, key=patient.encode(), value=vitals_event(start + timedelta(seconds=k), k, patient, hr)
+            )
+
+
+def read_heart_rates(cons: Any, patient: str, written: list[float], last: float, seconds: float) -> None:
+    """Append to ``written`` the newest heart rate of each changelog write of ``patient``, until ``last`` comes."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (not written or written[-1] != last):
+        for records in cons.poll(timeout_ms=500).values():
+            written.extend(json.loads(r.value)["heart_rate"][-1][1] for r in records if json.loads(r.key) == patient)
+
+
 def test_vitals_reach_the_changelog_when_due_and_once_they_pause(settings: Settings, tmp_path: Path):
     patient, app_id = "changelog-vitals", "vitals-changelog"
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     worker = start_worker(settings, app_id, tmp_path)
     written: list[float] = []
     try:
-        with producer(settings) as prod:
-            for k in range(8):  # 1 Hz heart rate: the first two points are due at once, the rest once they pause
-                hr = [("8867-4", 70 + k, "/min")]
-                prod.send(
-                    topics.VITALS,
-                    key=patient.encode(),
-                    value=vitals_event(start + timedelta(seconds=k), k, patient, hr),
-                )
+        # 1 Hz heart rate: the first two points are due at once, the rest once they pause
+        send_heart_rates(settings, patient, start, range(8))
         cons = consumer(
             settings, topics.changelog(app_id, topics.VITALS_TABLE), auto_offset_reset="earliest", group_id=None
         )
 
         def read_until(last: float, seconds: float) -> None:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline and (not written or written[-1] != last):
-                for records in cons.poll(timeout_ms=500).values():
-                    written.extend(
-                        json.loads(r.value)["heart_rate"][-1][1] for r in records if json.loads(r.key) == patient
-                    )
+            read_heart_rates(cons, patient, written, last, seconds)
 
         try:
             read_until(77.0, 40)
             before = metric(worker.port, topics.VITALS, "accepted")  # earlier tests' vitals included
-            with producer(settings) as prod:  # two more, not due; the worker is stopped before they pause
-                for k in (8, 9):
-                    hr = [("8867-4", 70 + k, "/min")]
-                    prod.send(
-                        topics.VITALS,
-                        key=patient.encode(),
-                        value=vitals_event(start + timedelta(seconds=k), k, patient, hr),
-                    )
+            send_heart_rates(settings, patient, start, range(8, 10))  # two more, not due; stopped before they pause
             deadline = time.monotonic() + 20
             while metric(worker.port, topics.VITALS, "accepted") < before + 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -275,22 +276,10 @@ def test_vitals_not_yet_in_the_changelog_are_consumed_again_after_sigkill(settin
     )
 
     def read_until(last: float, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and (not written or written[-1] != last):
-            for records in cons.poll(timeout_ms=500).values():
-                written.extend(
-                    json.loads(r.value)["heart_rate"][-1][1] for r in records if json.loads(r.key) == patient
-                )
+        read_heart_rates(cons, patient, written, last, seconds)
 
     try:
-        with producer(settings) as prod:  # 1 Hz heart rate: 70 and 71 are written at once, 72-77 once they pause
-            for k in range(8):
-                hr = [("8867-4", 70 + k, "/min")]
-                prod.send(
-                    topics.VITALS,
-                    key=patient.encode(),
-                    value=vitals_event(start + timedelta(seconds=k), k, patient, hr),
-                )
+        send_heart_rates(settings, patient, start, range(8))  # 70 and 71 are written at once, 72-77 once they pause
         read_until(71.0, 30)  # the worker folded the events (sent together, consumed together)
         # past Faust's commit interval (2.8 s), which commits every acknowledged event, and before the 5 s pause
         # after which the worker writes 72-77
