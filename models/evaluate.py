@@ -8,7 +8,8 @@ model has never seen, from all of it. Reported, each with its sample size:
 * **structural** (PTB-XL): AUROC and AUPRC with bootstrap 95 % intervals, with all 12 leads and with the
   bedside pair II + V5 only;
 * **AF** (CinC 2017): AUROC / AUPRC of A against N and O, and the challenge's F1 (mean of N, A, O; each
-  record called by :func:`models.artifact.rhythm_call` with the thresholds the training fitted on dev);
+  record called by :func:`models.artifact.rhythm_call` with the thresholds the training fitted on dev) with
+  a bootstrap 95 % interval over the records;
 * **signal quality** (CinC 2017 noisy class): AUROC / AUPRC;
 * **ectopy** (MIT-BIH 10-s windows, patients not seen in training): AUROC / AUPRC, intervals resampling
   patients;
@@ -131,7 +132,7 @@ def evaluate(model_dir: Path, data: Path, out: Path, bootstrap: int = 1000, log:
         tasks["af"] = {
             "model": on("cinc2017", "af", task_scores(ecg, "af")),
             "baseline_rr_irregularity": on("cinc2017", "af", base["af"]),
-            "cinc2017_f1": cinc2017_f1(truth, called),
+            "cinc2017_f1": cinc2017_f1(truth, called, n=bootstrap),
         }
         tasks["noisy"] = {
             "model": on("cinc2017", "noisy", ecg["noisy"]),
@@ -205,8 +206,9 @@ def summary_markdown(report: dict[str, Any]) -> str:
     if af:
         lines += [
             "",
-            f"CinC 2017 F1 (mean of N, A, O): **{af['F1']:.3f}** "
-            f"(N {af['N']:.3f}, A {af['A']:.3f}, O {af['O']:.3f}, noisy {af['~']:.3f}).",
+            f"CinC 2017 F1 (mean of N, A, O): **{af['F1']:.3f}**"
+            + (f" (95 % CI {af['F1_ci'][0]:.3f}-{af['F1_ci'][1]:.3f})" if af.get("F1_ci") else "")
+            + f"; N {af['N']:.3f}, A {af['A']:.3f}, O {af['O']:.3f}, noisy {af['~']:.3f}.",
         ]
     risk = report["tasks"].get("risk")
     if risk:

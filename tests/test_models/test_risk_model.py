@@ -171,6 +171,8 @@ def test_metrics_match_hand_computed_values() -> None:
     f1 = cinc2017_f1(["N", "N", "A", "O", "~"], ["N", "A", "A", "O", "N"])
     assert f1["N"] == pytest.approx(2 * 1 / (2 + 2)) and f1["A"] == pytest.approx(2 / 3) and f1["O"] == 1.0
     assert f1["F1"] == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)
+    ci = cinc2017_f1(["N", "N", "A", "O", "~"] * 20, ["N", "A", "A", "O", "N"] * 20, n=200)["F1_ci"]
+    assert ci[0] < f1["F1"] < ci[1] and ci[1] - ci[0] < 0.5
     cal = calibration_bins(np.array([0, 1, 1, 1]), np.array([0.05, 0.95, 0.95, 0.95]))
     assert cal["ece"] == pytest.approx(0.25 * 0.05 + 0.75 * 0.05)
     a, b = fit_platt(np.array([-2.0, -1.0, 1.0, 2.0, 0.5, -0.5]), np.array([0, 0, 1, 1, 0, 1]))
