@@ -23,8 +23,11 @@ the changelog (when :func:`streams.align.changelog_due` says, once the patient's
 the last write stays unacknowledged, which holds the partition's committed offset before it); a context event
 once it is in its changelogged table. So a worker killed at any moment consumes again, on restart, every chunk
 of the windows it had not finished scoring and publishing, rebuilds those windows, and scores them again, and
-every vitals event not yet in the changelog (the table restores the rest; folding a vitals event again at most
-puts back a point the history had thinned, :func:`streams.align.add_vitals`).
+every vitals event not yet in the changelog (the table restores the rest). A held vitals event is written
+within about ``resolution_s`` (a minute), so a restart re-reads about a minute of a partition's vitals; folding
+them again onto the restored history rebuilds the history the worker had (a simulation of 1-Hz monitors
+re-read up to 60 s back found no difference; a re-read reaching further back can lose a point that
+:func:`streams.align.add_vitals` had kept while thinning).
 Scores are therefore delivered at least once, and every repeat of a window carries the same ``score_id``
 (patient, window end, scorer and version): consumers deduplicate on it.
 """
@@ -332,7 +335,8 @@ def create_app(
     vitals_written: dict[str, dict[str, list[Any]]] = {}  # newest point per signal in each patient's last write
     vitals_partition: dict[str, int] = {}  # partition of each patient's vitals events (and of its table key)
     vitals_unwritten: set[str] = set()  # patients whose vitals changed since their last write
-    vitals_pending: dict[str, EventT] = {}  # per patient, the first vitals event since its last write (unacked)
+    # per patient, the first vitals event since its last write (unacknowledged until the write) and when it came
+    vitals_pending: dict[str, tuple[EventT, float]] = {}
     vitals_arrival: dict[str, float] = {}  # wall time of each patient's last vitals event
     # per patient and lead, for beat classing (models.qrs.ecg_classify_beats); read back from the table after a restart
     beat_references = BeatReferences(load=lambda patient_id: read_beats(patient_id))
@@ -355,7 +359,7 @@ def create_app(
         vitals_written[patient_id] = newest_points(history)
         vitals_unwritten.discard(patient_id)
         if (pending := vitals_pending.pop(patient_id, None)) is not None:
-            pending.ack()  # its partition's committed offset may now pass it: the changelog holds its point
+            pending[0].ack()  # its partition's committed offset may now pass it: the changelog holds its point
 
     def write_beats(patient_id: str, record: dict[str, Any]) -> None:
         """Write a patient's reference beats to the table and its changelog (co-partitioned with the waveform)."""
@@ -444,7 +448,7 @@ def create_app(
                 else:
                     vitals_unwritten.add(result.patient_id)
                     if result.patient_id not in vitals_pending:  # acknowledged once the history is written
-                        vitals_pending[result.patient_id] = event
+                        vitals_pending[result.patient_id] = (event, time.time())
                         acknowledge = False
                 buf = buffers.get(result.patient_id)
                 if buf is None or buf.lost:  # no waveform: score the hop from vitals alone
@@ -560,15 +564,15 @@ def create_app(
     async def forget_vitals() -> None:
         """Drop the in-memory vitals of patients without a measurement for :data:`FORGET_AFTER_S`."""
         horizon = time.time() - FORGET_AFTER_S
-        for patient_id in [p for p in vitals_live if vitals_arrival.get(p, 0.0) < horizon]:
+        forgotten = [p for p in vitals_live if vitals_arrival.get(p, 0.0) < horizon]
+        write_unwritten([p for p in forgotten if p in vitals_pending])  # none left to hold a partition back
+        for patient_id in forgotten:
             del vitals_live[patient_id]
             vitals_arrival.pop(patient_id, None)
             vitals_written.pop(patient_id, None)
             vitals_partition.pop(patient_id, None)
             vitals_unwritten.discard(patient_id)
             vitals_ticks.pop(patient_id, None)
-            if (pending := vitals_pending.pop(patient_id, None)) is not None:
-                pending.ack()  # never left to hold its partition back (persist_vitals wrote it long ago)
 
     def write_unwritten(patient_ids: list[str]) -> int:
         """Write these patients' vitals, for the partitions this worker still holds (others own the rest now)."""
@@ -587,9 +591,20 @@ def create_app(
         return written
 
     async def persist_vitals() -> None:
-        """Write the vitals of patients quiet for :data:`VITALS_SETTLE_S` that changed since their last write."""
-        quiet = time.time() - VITALS_SETTLE_S
-        write_unwritten([p for p in vitals_unwritten if vitals_arrival.get(p, quiet) <= quiet])
+        """Write the vitals of patients quiet for :data:`VITALS_SETTLE_S` that changed since their last write.
+
+        Also those whose held vitals event came ``resolution_s`` ago or more (a monitor whose clock stepped
+        back, or that resends one reading, never makes a write due), so no event holds a partition back longer.
+        """
+        now = time.time()
+        quiet, held = now - VITALS_SETTLE_S, now - align_config.resolution_s
+        write_unwritten(
+            [
+                p
+                for p in vitals_unwritten
+                if vitals_arrival.get(p, quiet) <= quiet or (p in vitals_pending and vitals_pending[p][1] <= held)
+            ]
+        )
 
     async def persist_vitals_on_stop(sender: Any, **_: Any) -> None:
         """On a graceful stop, write every held patient's vitals that changed since their last write.
@@ -612,10 +627,16 @@ def create_app(
             await asyncio.sleep(interval)
             metrics.LOOP_LAG.set(max(time.perf_counter() - started - interval, 0.0))
 
+    async def release_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+        """Forget the held vitals events of revoked partitions: whoever gets them next consumes them again."""
+        for patient_id in [p for p, (e, _) in vitals_pending.items() if e.message.tp in revoked]:
+            del vitals_pending[patient_id]
+
     app.timer(interval=max(settings.hop_s / 2, 0.25))(watermark)
     app.timer(interval=60.0)(forget_vitals)
     app.timer(interval=VITALS_SETTLE_S)(persist_vitals)
     app.on_before_shutdown.connect(cast(Any, persist_vitals_on_stop))  # mode types its receivers narrowly
+    app.on_partitions_revoked.connect(cast(Any, release_revoked))
     app.task(loop_lag)
 
     # -------------------------------------------------------------------------------------- web views

@@ -7,6 +7,7 @@ import math
 import signal
 import threading
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -271,28 +272,36 @@ def test_vitals_not_yet_in_the_changelog_are_consumed_again_after_sigkill(settin
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     worker = start_worker(settings, app_id, tmp_path)
     written: list[float] = []
-    cons = consumer(
-        settings, topics.changelog(app_id, topics.VITALS_TABLE), auto_offset_reset="earliest", group_id=None
-    )
+    changelog = topics.changelog(app_id, topics.VITALS_TABLE)
+    cons = consumer(settings, changelog, auto_offset_reset="earliest", group_id=None)
 
     def read_until(last: float, seconds: float) -> None:
         read_heart_rates(cons, patient, written, last, seconds)
 
     try:
-        send_heart_rates(settings, patient, start, range(8))  # 70 and 71 are written at once, 72-77 once they pause
-        read_until(71.0, 30)  # the worker folded the events (sent together, consumed together)
-        # past Faust's commit interval (2.8 s), which commits every acknowledged event, and before the 5 s pause
-        # after which the worker writes 72-77
-        time.sleep(3.2)
+        # a monitor that never pauses, 1 Hz for 10 s: 70 and 71 are written at once, 72-79 would be in a minute;
+        # the event of 72 stays unacknowledged over three of Faust's commit intervals (2.8 s) before the kill
+        for k in range(10):
+            send_heart_rates(settings, patient, start, range(k, k + 1))
+            time.sleep(1.0)
         worker.proc.send_signal(signal.SIGKILL)
         worker.proc.wait(10)
         worker.log.close()
-        read_until(72.0, 3)  # nothing more was written before the kill
-        assert written == [70.0, 71.0], f"the kill came after the worker wrote the unwritten points: {written}"
+        read_until(72.0, 3)
+        assert written == [70.0, 71.0], f"the worker wrote the unwritten readings before the kill: {written}"
         worker = start_worker(settings, app_id, tmp_path)
-        read_until(77.0, 40)
+        read_until(79.0, 40)
     finally:
         worker.stop()
         cons.close()
-    # the restarted worker consumed 72-77 again (their first event was never acknowledged) and wrote them
-    assert written[:2] == [70.0, 71.0] and written[-1] == 77.0, written
+    # the restarted worker consumed 72-79 again (the event of 72 was never acknowledged nor committed over) and
+    # wrote them: the table holds every reading
+    assert written[:2] == [70.0, 71.0] and written[-1] == 79.0, written
+    history = None
+    with closing(consumer(settings, changelog, auto_offset_reset="earliest", group_id=None)) as again:
+        for _ in range(10):
+            for records in again.poll(timeout_ms=500).values():
+                history = next(
+                    (json.loads(r.value) for r in reversed(records) if json.loads(r.key) == patient), history
+                )
+    assert history is not None and [v for _, v in history["heart_rate"]] == [70.0 + k for k in range(10)], history

@@ -39,7 +39,7 @@ PROBABILITIES = {
 
 
 def windows_of(example: Example) -> list[Example]:
-    """An example cut into its 10-s windows, each an example of its own (as offline evaluation scores them)."""
+    """An example cut into non-overlapping 10-s windows, each an example of its own, scored offline one by one."""
     return [
         dataclasses.replace(example, record=f"{example.record}@{k}", signal=example.signal[:, cut])
         for k, cut in enumerate(window_slices(example.signal.shape[1], example.rate))
