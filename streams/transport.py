@@ -56,11 +56,11 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_offset(self, tp: TP) -> int | None:
         """Faust's offset to commit, from the acknowledged offsets below the partition's in-flight head only."""
         head = self._in_flight.get(tp)
-        acked = self._acked[tp]
-        later = [o for o in acked if head is not None and o >= head]
-        if not later:
+        if head is None:
             return super()._new_offset(tp)
-        acked[:] = [o for o in acked if o < head]  # type: ignore[operator]
+        acked = self._acked[tp]
+        later = [o for o in acked if o >= head]
+        acked[:] = [o for o in acked if o < head]
         try:
             return super()._new_offset(tp)
         finally:
@@ -68,7 +68,7 @@ class _Consumer(faust_aiokafka.Consumer):
 
 
 class Transport(faust_aiokafka.Transport):
-    """aiokafka transport whose worker consumer honours :attr:`App.fetch_max_wait_ms`."""
+    """aiokafka transport: the worker consumer's fetch wait from the app, no commit past a held event."""
 
     Consumer = _Consumer
 
