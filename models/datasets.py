@@ -1,6 +1,7 @@
 """Labelled ECG examples for the risk model, read from any directory laid out like ``shared/data``.
 
-Three sources, each optional (a missing folder gives no examples, and :func:`load_all` says so):
+Four sources, each optional (a missing folder gives no examples, and :func:`load_all` says so). The first three
+train the model; the fourth only evaluates it:
 
 * ``ptbxl/``: 12-lead 10-s ECGs at 100 Hz. Task ``structural``: 1 when any diagnostic statement of the
   superclasses MI, STTC, CD or HYP is present, 0 when the only superclass is NORM, excluded otherwise
@@ -14,6 +15,12 @@ Three sources, each optional (a missing folder gives no examples, and :func:`loa
   (``(N``) is annotated in it, else 0. Paced records (those with a ``(P`` rhythm or paced beats ``/``) are
   left out, as ANSI/AAMI EC57 excludes them from arrhythmia-detector statistics. One record is one patient
   (201 and 202 share a patient: grouped together).
+* ``cpsc2021_sample/`` (dataset ``cpsc2021``): 2-lead (I, II) 200 Hz dynamic ECGs of the CPSC 2021
+  paroxysmal-AF challenge (Wang et al. 2021), cut into 10-s windows. Task ``af``: 1 for a window wholly
+  inside an annotated AF episode (from its ``(AFIB`` marker to its ``(N`` end marker, the episode's last beat,
+  as the challenge annotates them), 0 for one with no AF in it; a window across an onset or an end is left
+  out. A Holter device, other leads and another rate than CinC 2017's: never trained or calibrated on, every
+  window is ``test`` (:data:`EXTERNAL`), grouped by patient (``data_<patient>_<n>``).
 
 Task ``risk`` -- the calibrated cardiac-risk probability -- is 1 for an ECG a clinician must review: any
 structural disease (PTB-XL), atrial fibrillation (CinC 2017 A), ventricular ectopy or non-sinus rhythm
@@ -52,6 +59,9 @@ WINDOW_SAMPLES: Final = int(MODEL_RATE_HZ * WINDOW_S)
 #: recording is scored offline on the windows a patient's stream would be scored on live.
 SCORING_HOP_S: Final = 2.0
 
+#: Datasets only evaluated on: never trained or calibrated on, every example in the ``test`` split.
+EXTERNAL: Final = ("cpsc2021",)
+
 #: The tasks and the number of outputs of each.
 TASKS: Final = {"structural": 1, "rhythm": 3, "noisy": 1, "ectopy": 1, "risk": 1}
 RHYTHM_CLASSES: Final = ("N", "A", "O")
@@ -67,8 +77,8 @@ class Example:
     """One labelled recording (or a window of one).
 
     Attributes:
-        dataset: ``ptbxl``, ``cinc2017`` or ``mitdb``.
-        record: Record id within the dataset (a MIT-BIH window adds ``@<start second>``).
+        dataset: ``ptbxl``, ``cinc2017``, ``mitdb`` or ``cpsc2021``.
+        record: Record id within the dataset (a MIT-BIH or CPSC 2021 window adds ``@<start second>``).
         group: Patient (or record) id: splits never separate a group.
         split: ``train``, ``dev`` or ``test``.
         leads: Lead names, in the row order of ``signal``.
@@ -258,21 +268,83 @@ def mitdb_examples(root: Path, records: Sequence[str] | None = None) -> Iterator
             )
 
 
-LOADERS: Final = {"ptbxl": ptbxl_examples, "cinc2017": cinc2017_examples, "mitdb": mitdb_examples}
-#: The file whose presence shows a dataset is there.
-MARKERS: Final = {"ptbxl": "ptbxl_database.csv", "cinc2017": "REFERENCE.csv", "mitdb": "RECORDS"}
+# --------------------------------------------------------------------------------------------- CPSC 2021
+
+
+def cpsc2021_window_labels(ann: wfdb.Annotation, n_samples: int, rate: float) -> np.ndarray:
+    """Per 10-s window (non-overlapping, from sample 0), the ``af`` label: 1, 0, or NaN across an AF edge.
+
+    AF is in force from each ``(AFIB`` rhythm marker to the next ``(N`` marker inclusive (CPSC 2021 marks an
+    episode's first and last beats), or to the record's end without one.
+    """
+    width = int(round(WINDOW_S * rate))
+    af = np.zeros(n_samples, dtype=bool)
+    onset: int | None = None
+    for s, sym, note in zip(ann.sample, ann.symbol, ann.aux_note, strict=True):
+        rhythm = (note or "").rstrip("\x00")
+        if sym != "+":
+            continue
+        if rhythm == "(AFIB" and onset is None:
+            onset = int(s)
+        elif rhythm == "(N" and onset is not None:
+            af[onset : int(s) + 1] = True
+            onset = None
+    if onset is not None:
+        af[onset:] = True
+    share = af[: (n_samples // width) * width].reshape(-1, width).mean(axis=1)
+    return np.where(share == 1.0, 1.0, np.where(share == 0.0, 0.0, np.nan)).astype(np.float32)
+
+
+def cpsc2021_examples(root: Path) -> Iterator[Example]:
+    """The 10-s windows of the CPSC 2021 sample records with an ``af`` label (see the module docstring)."""
+    folder = root / FOLDERS["cpsc2021"]
+    for header in sorted(folder.glob("*.hea")):
+        record = header.stem
+        if not header.with_suffix(".atr").exists():
+            continue
+        rec = wfdb.rdrecord(str(header.with_suffix("")))
+        labels = cpsc2021_window_labels(wfdb.rdann(str(header.with_suffix("")), "atr"), rec.sig_len, float(rec.fs))
+        signal = _float32(rec.p_signal.T)
+        patient = record.split("_")[1]
+        for i, (cut, y) in enumerate(zip(window_slices(signal.shape[1], float(rec.fs)), labels, strict=False)):
+            if np.isnan(y):
+                continue
+            yield Example(
+                dataset="cpsc2021",
+                record=f"{record}@{int(i * WINDOW_S)}",
+                group=f"cpsc2021:{patient}",
+                split="test",
+                leads=tuple(rec.sig_name),
+                signal=signal[:, cut],
+                rate=float(rec.fs),
+                labels={"af": float(y)},
+            )
+
+
+LOADERS: Final = {
+    "ptbxl": ptbxl_examples,
+    "cinc2017": cinc2017_examples,
+    "mitdb": mitdb_examples,
+    "cpsc2021": cpsc2021_examples,
+}
+#: The datasets the model is trained and calibrated on.
+TRAINING: Final = tuple(name for name in LOADERS if name not in EXTERNAL)
+#: Each dataset's folder, where it is not the dataset's name.
+FOLDERS: Final = {"cpsc2021": "cpsc2021_sample"}
+#: A file (or a glob pattern) whose presence in the folder shows the dataset is there.
+MARKERS: Final = {"ptbxl": "ptbxl_database.csv", "cinc2017": "REFERENCE.csv", "mitdb": "RECORDS", "cpsc2021": "*.atr"}
 
 
 def load_all(root: Path, datasets: tuple[str, ...] = tuple(LOADERS), log: bool = True) -> list[Example]:
     """Every example of the datasets present under ``root``; a missing dataset is skipped and said."""
     out: list[Example] = []
     for name in datasets:
-        if not (root / name / MARKERS[name]).exists():
+        if not any((root / FOLDERS.get(name, name)).glob(MARKERS[name])):
             if log:
                 print(f"{name}: not found under {root}, skipped", flush=True)
             continue
         found = list(LOADERS[name](root))
-        if name != "ptbxl":
+        if name not in ("ptbxl", *EXTERNAL):
             assign_splits(found)
         if log:
             splits = {s: sum(e.split == s for e in found) for s in ("train", "dev", "test")}

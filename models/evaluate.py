@@ -10,6 +10,11 @@ model has never seen, from all of it. Reported, each with its sample size:
 * **AF** (CinC 2017): AUROC / AUPRC of A against N and O, and the challenge's F1 (mean of N, A, O; each
   record called by :func:`models.artifact.rhythm_call` with the thresholds the training fitted on dev) with
   a bootstrap 95 % interval over the records;
+* **AF on another device** (CPSC 2021 sample, never trained on): window AUROC / AUPRC of the AF probability
+  on the 10-s windows wholly in or out of AF, with leads I + II and with lead I alone (CinC 2017's lead),
+  intervals resampling patients; and the sensitivity and specificity of calling a window AF, by the CinC
+  2017 call (:func:`models.artifact.rhythm_call`, thresholds fitted on CinC 2017 dev) and by the rhythm
+  head's most probable class;
 * **signal quality** (CinC 2017 noisy class): AUROC / AUPRC;
 * **ectopy** (MIT-BIH 10-s windows, patients not seen in training): AUROC / AUPRC, intervals resampling
   patients;
@@ -51,7 +56,7 @@ CONTEXT_SEED = 1_000_003
 def baseline_scores(examples: Sequence[Example]) -> dict[str, np.ndarray]:
     """Non-learned per-example scores from the streaming core's features (see the module docstring).
 
-    The first lead of each example (MLII on MIT-BIH, lead I on CinC 2017, lead I on PTB-XL) is resampled to
+    The first lead of each example (MLII on MIT-BIH, lead I on CinC 2017, PTB-XL and CPSC 2021) is resampled to
     the processing rate, filtered, its R peaks found and beats classed by :mod:`models.qrs`; the heart rate
     and RR irregularity come from :func:`models.signal.rr_features` and the quality from
     :func:`models.signal.ecg_signal_quality`. A heart rate outside 60-100/min (the conventional normal
@@ -72,6 +77,15 @@ def baseline_scores(examples: Sequence[Example]) -> dict[str, np.ndarray]:
         hr = rr.get("heart_rate_bpm")
         out["rate"][i] = max(60.0 - hr, hr - 100.0, 0.0) if isinstance(hr, float) else 0.0
     return out
+
+
+def _call_figures(y: np.ndarray, called: np.ndarray) -> dict[str, float | None]:
+    """Sensitivity and specificity of a yes/no call against binary labels (None without that class)."""
+    y = y.astype(bool)
+    return {
+        "sensitivity": float(called[y].mean()) if y.any() else None,
+        "specificity": float(1.0 - called[~y].mean()) if (~y).any() else None,
+    }
 
 
 def _subset_leads(examples: Sequence[Example], keep: Sequence[str]) -> list[Example]:
@@ -138,6 +152,24 @@ def evaluate(model_dir: Path, data: Path, out: Path, bootstrap: int = 1000, log:
             "model": on("cinc2017", "noisy", ecg["noisy"]),
             "baseline_quality_index": on("cinc2017", "noisy", base["noisy"]),
         }
+    if "cpsc2021" in present:
+        r21 = rows["cpsc2021"]
+        sub = [fresh[i] for i in r21]
+        truth_af = np.array([e.labels["af"] for e in sub])
+        lead_i = _subset_leads(sub, ("I",))
+        p_lead_i = predict_examples(model, lead_i, [None] * len(lead_i)).probs
+        tasks["af_cpsc2021"] = {
+            "model_I_II": on("cpsc2021", "af", task_scores(ecg, "af"), by_patient=True),
+            "model_lead_I": binary(lead_i, "af", task_scores(p_lead_i, "af"), by_patient=True),
+            "baseline_rr_irregularity": on("cpsc2021", "af", base["af"], by_patient=True),
+            "patients": len({e.group for e in sub}),
+            "called_af": {
+                "cinc2017_call": _call_figures(
+                    truth_af, np.array([rhythm_call(model, ecg["noisy"][i], ecg["rhythm"][i]) == "A" for i in r21])
+                ),
+                "rhythm_argmax": _call_figures(truth_af, ecg["rhythm"][r21].argmax(1) == RHYTHM_CLASSES.index("A")),
+            },
+        }
     if "mitdb" in present:
         tasks["ectopy"] = {
             "model": on("mitdb", "ectopy", ecg["ectopy"], by_patient=True),
@@ -147,10 +179,11 @@ def evaluate(model_dir: Path, data: Path, out: Path, bootstrap: int = 1000, log:
     idx, y = task_arrays(fresh, "risk")
     if len(idx):
         groups = np.array([e.group for e in fresh])[idx]
+        labelled = sorted({fresh[i].dataset for i in idx})
         risk: dict[str, Any] = {}
         for name, p in (("model_ecg_only", ecg["risk"]), ("model_fused_simulated_context", fused["risk"])):
             risk[name] = bootstrap_ci(y, p[idx], groups, n=bootstrap) | {"calibration": calibration_bins(y, p[idx])}
-            for d in present:  # the datasets differ in prevalence and leads: each on its own too
+            for d in labelled:  # the datasets differ in prevalence and leads: each on its own too
                 r = on(d, "risk", p, by_patient=True)
                 d_idx, d_y = task_arrays([fresh[i] for i in rows[d]], "risk")
                 r["ece"] = calibration_bins(d_y, p[rows[d]][d_idx])["ece"] if len(d_idx) else None
@@ -184,6 +217,10 @@ def _fmt(r: dict[str, Any] | None, key: str) -> str:
     return f"{r[key]:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
 
 
+def _share(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def summary_markdown(report: dict[str, Any]) -> str:
     """The readable summary of a report."""
     lines = [
@@ -209,6 +246,15 @@ def summary_markdown(report: dict[str, Any]) -> str:
             f"CinC 2017 F1 (mean of N, A, O): **{af['F1']:.3f}**"
             + (f" (95 % CI {af['F1_ci'][0]:.3f}-{af['F1_ci'][1]:.3f})" if af.get("F1_ci") else "")
             + f"; N {af['N']:.3f}, A {af['A']:.3f}, O {af['O']:.3f}, noisy {af['~']:.3f}.",
+        ]
+    external = report["tasks"].get("af_cpsc2021", {}).get("called_af")
+    if external:
+        call, top = external["cinc2017_call"], external["rhythm_argmax"]
+        lines += [
+            "",
+            "CPSC 2021 windows called AF (leads I + II), sensitivity / specificity: by the CinC 2017 call with its "
+            f"dev-fitted thresholds {_share(call['sensitivity'])} / {_share(call['specificity'])}; by the rhythm "
+            f"head's most probable class {_share(top['sensitivity'])} / {_share(top['specificity'])}.",
         ]
     risk = report["tasks"].get("risk")
     if risk:

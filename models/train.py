@@ -1,7 +1,8 @@
 """Training of the risk model: ``cardiowatch train --data DIR --out DIR``.
 
-* **Data**: :func:`models.datasets.load_all` on any directory laid out like ``shared/data``; patient-wise
-  train / dev / test splits. Only the train split is learned from; dev picks the best epoch (early stopping)
+* **Data**: :func:`models.datasets.load_all` on any directory laid out like ``shared/data``, the training
+  datasets only (:data:`models.datasets.TRAINING`: CPSC 2021 is left to evaluation); patient-wise train / dev /
+  test splits. Only the train split is learned from; dev picks the best epoch (early stopping)
   and fits the risk calibration; test is never touched here.
 * **Normalisation** (lead scales, vitals statistics) is fitted on the train split only.
 * **Batches** mix the datasets (:data:`MIX`), each example a random 10-s crop (of the longer CinC 2017
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from models import artifact
 from models.artifact import RiskModel, rhythm_call
 from models.context import fit_vitals_stats, record_seed, simulate_context
-from models.datasets import RHYTHM_CLASSES, WINDOW_S, Example, load_all, scoring_slices, window_slices
+from models.datasets import RHYTHM_CLASSES, TRAINING, WINDOW_S, Example, load_all, scoring_slices, window_slices
 from models.metrics import auroc, cinc2017_f1
 from models.network import NetworkConfig, RiskNetwork
 from models.preprocess import EcgInput, Preprocessing, fit_lead_scales
@@ -152,11 +153,13 @@ def predict_examples(
 def task_arrays(examples: Sequence[Example], task: str) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the examples labelled for ``task`` and their labels.
 
-    Task ``af`` is atrial fibrillation against the other rhythm labels (A against N and O, CinC 2017).
+    Task ``af`` is atrial fibrillation against the other rhythm labels (A against N and O, CinC 2017), or the
+    example's own ``af`` label where it has one (CPSC 2021).
     """
     if task == "af":
-        idx, y = task_arrays(examples, "rhythm")
-        return idx, (y == RHYTHM_CLASSES.index("A")).astype(float)
+        idx = np.array([i for i, e in enumerate(examples) if "af" in e.labels or "rhythm" in e.labels], np.int64)
+        a = float(RHYTHM_CLASSES.index("A"))
+        return idx, np.array([examples[i].labels.get("af", float(examples[i].labels.get("rhythm") == a)) for i in idx])
     idx = np.array([i for i, e in enumerate(examples) if task in e.labels], dtype=np.int64)
     return idx, np.array([examples[i].labels[task] for i in idx])
 
@@ -287,7 +290,7 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
-    examples = load_all(data)
+    examples = load_all(data, TRAINING)
     train_set = [e for e in examples if e.split == "train"]
     dev_set = [e for e in examples if e.split == "dev"]
     if not train_set or not dev_set:

@@ -12,9 +12,10 @@ CINC_PER_CLASS = 25
 
 @pytest.fixture(scope="session")
 def small_data(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """PTB-XL whole, 25 CinC 2017 records per class, six MIT-BIH records (one paced), no other dataset."""
+    """PTB-XL and the CPSC 2021 sample whole, 25 CinC 2017 records per class, six MIT-BIH records (one paced)."""
     root = tmp_path_factory.mktemp("small-data")
     (root / "ptbxl").symlink_to(data_dir / "ptbxl")
+    (root / "cpsc2021_sample").symlink_to(data_dir / "cpsc2021_sample")
     mit = root / "mitdb"
     mit.mkdir()
     for rec in MITDB:

@@ -16,7 +16,7 @@ import wfdb
 
 from models import artifact
 from models.context import record_seed, simulate_context
-from models.datasets import load_all, mitdb_window_labels, scoring_slices
+from models.datasets import cpsc2021_window_labels, load_all, mitdb_window_labels, scoring_slices
 from models.engine import InferenceEngine
 from models.evaluate import evaluate
 from models.metrics import bootstrap_ci, calibration_bins, cinc2017_f1
@@ -50,6 +50,29 @@ def test_mitdb_window_labels_follow_the_annotations(data_dir: Path) -> None:
         end = starts[k + 1] if k + 1 < len(starts) else 650000
         assert (r == "(N") or labels[s // 3600 : min(-(-end // 3600), 180)].all()
     assert mitdb_window_labels(wfdb.rdann(str(data_dir / "mitdb" / "104"), "atr"), 650000, 360.0)[1]  # paced
+
+
+def test_cpsc2021_windows_are_labelled_by_the_annotated_af_episodes(small_data: Path) -> None:
+    # 10 Hz, 10-s windows of 100 samples: AF from the first beat (AFIB at 100) to the last ((N at 299)
+    # inclusive, and again from 450 to the end; the 50 samples after the sixth window make no window
+    markers = wfdb.Annotation("x", "atr", np.array([100, 299, 450]), ["+"] * 3, aux_note=["(AFIB", "(N", "(AFIB"])
+    labels = cpsc2021_window_labels(markers, 650, 10.0)
+    np.testing.assert_array_equal(labels, [0, 1, 1, 0, np.nan, 1])
+    found = [e for e in load_all(small_data, log=False) if e.dataset == "cpsc2021"]
+    assert {e.split for e in found} == {"test"}  # never trained or calibrated on
+    assert {e.group for e in found} == {f"cpsc2021:{p}" for p in (8, 21, 35, 84, 92, 101)}
+    by_record: dict[str, set[float]] = {}
+    for e in found:
+        by_record.setdefault(e.record.split("@")[0], set()).add(e.labels["af"])
+        assert e.leads == ("I", "II") and e.signal.shape == (2, 2000)
+    by_class: dict[str, set[float]] = {}  # header comment: persistent, paroxysmal or no AF
+    for record, seen in by_record.items():
+        by_class.setdefault(wfdb.rdheader(str(small_data / "cpsc2021_sample" / record)).comments[0], set()).update(seen)
+    assert by_class == {
+        "persistent atrial fibrillation": {1.0},
+        "non atrial fibrillation": {0.0},
+        "paroxysmal atrial fibrillation": {0.0, 1.0},
+    }
 
 
 def test_splits_never_separate_a_patient_and_paced_records_are_left_out(small_data: Path) -> None:
@@ -91,7 +114,7 @@ def test_the_rhythm_call_weighs_af_and_other_rhythm_as_fitted() -> None:
 def test_a_missing_dataset_is_skipped_and_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert load_all(tmp_path) == []
     out = capsys.readouterr().out
-    assert all(f"{name}: not found" in out for name in ("ptbxl", "cinc2017", "mitdb"))
+    assert all(f"{name}: not found" in out for name in ("ptbxl", "cinc2017", "mitdb", "cpsc2021"))
 
 
 # ------------------------------------------------------------------------------------------- network
@@ -290,13 +313,16 @@ def test_training_is_seeded_and_writes_an_artifact_that_evaluates(small_data: Pa
     b = train(small_data, tmp_path / "b", **kwargs)
     assert a.version == b.version, "same data and seed must give the same weights"
     seen = artifact.seen_groups(tmp_path / "a")
-    assert seen and all(not g.startswith("mitdb:104") for g in seen)
+    assert seen and all(not g.startswith(("mitdb:104", "cpsc2021:")) for g in seen)
     report = evaluate(tmp_path / "a", small_data, tmp_path / "eval", bootstrap=50, log=lambda *_: None)
     assert report["left_out_seen"] > 0 and report["missing_datasets"] == []
     unseen = [e for e in load_all(small_data, log=False) if e.group not in seen]
-    assert report["examples"] == {d: sum(e.dataset == d for e in unseen) for d in ("cinc2017", "mitdb", "ptbxl")}
+    datasets = ("cinc2017", "cpsc2021", "mitdb", "ptbxl")
+    assert report["examples"] == {d: sum(e.dataset == d for e in unseen) for d in datasets}
     assert all(e.split == "test" for e in unseen)  # training and dev patients are never evaluated
-    assert {"structural", "af", "noisy", "ectopy", "risk"} <= set(report["tasks"])
+    assert {"structural", "af", "af_cpsc2021", "noisy", "ectopy", "risk"} <= set(report["tasks"])
+    assert report["tasks"]["af_cpsc2021"]["patients"] == 6
+    assert "cpsc2021" not in {k.split(" / ")[1] for k in report["tasks"]["risk"] if " / " in k}  # no risk label
     for name in ("report.json", "summary.md", "reliability_risk.png", "reliability_risk_ecg.png"):
         assert (tmp_path / "eval" / name).stat().st_size > 0
     assert report["tasks"]["risk"]["ecg_branch_equals_ecg_only"]
