@@ -4,16 +4,17 @@
 agent), replays every annotated recording of ``DIR`` as one patient each (as fast as the pipeline takes
 them), reads back ``risk.scores`` and ``alerts``, and judges the alarms of the rhythm kinds:
 
-* **Reference episodes** come from the recordings' own annotations. MIT-BIH-style ``.atr`` files: the rhythm
-  labels ``(AFIB`` (atrial fibrillation), ``(VT`` (ventricular tachycardia) and ``(VFL`` or the ``[``/``]``
-  marks (ventricular flutter/fibrillation); and the PhysioNet/CinC 2015 definitions (asystole, extreme
-  bradycardia, extreme tachycardia, ventricular tachycardia) applied by :func:`streams.rhythm.detect_rhythms`
-  to the *reference* beats and their classes (AAMI V = ventricular), with flutter/fibrillation treated as
-  unobserved (it has no beats). An annotated episode is *expected* to raise an alarm when it meets the
-  alarm's definition: ventricular tachycardia only where the reference beats hold 5 or more ventricular beats
-  above 100 /min (a ``(VT`` label on a 3-beat run is annotated VT but below the 2015 alarm definition),
-  atrial fibrillation only for labelled episodes of at least :data:`AF_MIN_EPISODE_S` (the ESC definition of
-  a clinical AF episode), every flutter/fibrillation episode, and every episode the beat rules find.
+* **Reference episodes** come from the recordings' own annotations. MIT-BIH-style ``.atr`` files: the rhythm labels
+  ``(AFIB`` (atrial fibrillation), ``(VT`` (ventricular tachycardia) and ``(VFL`` or the ``[``/``]`` marks
+  (ventricular flutter/fibrillation), each until the next rhythm label (the CPSC 2021 records mark an AF episode's end
+  with ``(N`` on its last beat, so their episodes end on that beat); and the PhysioNet/CinC 2015 definitions
+  (asystole, extreme bradycardia, extreme tachycardia, ventricular tachycardia) applied by
+  :func:`streams.rhythm.detect_rhythms` to the *reference* beats and their classes (AAMI V = ventricular), with
+  flutter/fibrillation treated as unobserved (it has no beats). An annotated episode is *expected* to raise an alarm
+  when it meets the alarm's definition: ventricular tachycardia only where the reference beats hold 5 or more
+  ventricular beats above 100 /min (a ``(VT`` label on a 3-beat run is annotated VT but below the 2015 alarm
+  definition), atrial fibrillation only for labelled episodes of at least :data:`AF_MIN_EPISODE_S` (the ESC definition
+  of a clinical AF episode), every flutter/fibrillation episode, and every episode the beat rules find.
 * **Alarms**: each announcement of an alert episode of a rhythm kind (its opening, and its condition
   returning after it latched: nobody acknowledges during the run), from its onset to the end of its condition
   (``latched`` or ``resolved``), raised at the event time of the window that announced it
@@ -464,9 +465,9 @@ def evaluate(
     Args:
         settings: Worker settings (window, hop, thresholds); the broker and ports are the run's own.
         data: A folder laid out like shared/data (``mitdb/`` with ``.atr`` files, ``waveform_streams/``
-            with Challenge 2015 records); missing folders are skipped and said.
-        records: Record paths relative to ``data`` (default: every annotated MIT-BIH record and every
-            Challenge 2015 record).
+            with Challenge 2015 records, ``cpsc2021_sample/``); missing folders are skipped and said.
+        records: Record paths relative to ``data`` (default: every annotated MIT-BIH and CPSC 2021 record and
+            every Challenge 2015 record).
         max_minutes: Replay only this much of each annotated record.
         workdir: Logs of the broker and the worker.
         timeout_s: Longest wait for the pipeline to finish.
@@ -562,7 +563,7 @@ def _all(tallies: Mapping[str, Tally]) -> Tally:
 
 def _default_records(data: Path) -> list[Path]:
     paths: list[Path] = []
-    for folder in ("mitdb", "waveform_streams"):
+    for folder in ("mitdb", "cpsc2021_sample", "waveform_streams"):
         if not (data / folder).is_dir():
             log.warning("%s: not found, skipped", data / folder)
             continue

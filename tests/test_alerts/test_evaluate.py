@@ -10,6 +10,7 @@ import pytest
 
 from alerts.evaluate import (
     Span,
+    _default_records,
     _label_spans,
     alarm_spans,
     challenge_label,
@@ -47,6 +48,15 @@ def test_reference_of_mitdb_207_has_its_flutter_episodes_and_no_asystole_inside_
     assert vf == [(40.7, 51.1), (54.8, 60.6), (242.1, 246.6), (247.9, 261.7), (269.5, 281.1)]
     for a in (s for s in spans if s.kind == "asystole"):
         assert not any(v[0] < a.end and a.start < v[1] for v in vf)
+
+
+def test_cpsc2021_af_episodes_run_from_their_onset_to_their_last_beat(data_dir: Path) -> None:
+    assert data_dir / "cpsc2021_sample" / "data_92_19" in _default_records(data_dir)
+    spans = reference_spans(data_dir / "cpsc2021_sample" / "data_92_19", 360.0)
+    assert spans is not None
+    af = [(s.start, s.end, s.expected) for s in spans if s.kind == "atrial_fibrillation"]
+    # (AFIB at samples 14873 and 54784, (N (the episode's last beat) at 18427 and 62702, 200 Hz
+    assert af == [(74.365, 92.135, False), (273.92, 313.51, True)]
 
 
 def test_only_episodes_meeting_the_alarm_definition_are_expected_to_alarm(data_dir: Path) -> None:
