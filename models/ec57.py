@@ -7,6 +7,13 @@ ventricular flutter/fibrillation (between ``[`` and ``]``) are not counted, as `
 records). Reference: ANSI/AAMI EC57:2012, "Testing and reporting performance results of cardiac rhythm and
 ST segment measurement algorithms"; G. B. Moody, ``bxb.c`` in the WFDB Software Package (PhysioNet).
 
+A second, independent check where the data holds it: the CPSC 2019 QRS-detection sample (``cpsc2019_sample/``:
+single-lead 500 Hz 10-s records with reference R peaks, from arrhythmia patients and often noisy; Gao et al.,
+"An open-access ECG database for algorithm evaluation of QRS detection and heart rate estimation", J. Med.
+Imaging Health Inform. 9(9):1853-1858, 2019), matched with the same 150 ms window over each record but its
+first and last :data:`CPSC2019_EDGE_S` (a beat there may be cut short, and the detector sees less context);
+no learning period (:func:`evaluate_cpsc2019`).
+
 Run on the shared data (``python -m models.ec57 --data ../shared/data --out ec57.json``).
 """
 
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+import scipy.io
 import torch
 import wfdb
 
@@ -48,6 +56,12 @@ NORMAL_SUPRA_SYMBOLS: Final = frozenset("NLRejAaJS")
 PACED_SYMBOLS: Final = frozenset("/f")
 #: Start and end of reference-marked ventricular flutter/fibrillation; detections between them are not scored.
 VF_ON, VF_OFF = "[", "]"
+#: Folder of the CPSC 2019 QRS-detection sample in a shared/data-like folder, and its sampling rate (Hz, Gao
+#: et al. 2019; the ``.mat`` files do not carry it).
+CPSC2019_FOLDER: Final = "cpsc2019_sample"
+CPSC2019_RATE_HZ: Final = 500.0
+#: Start and end of each CPSC 2019 record left unscored, s.
+CPSC2019_EDGE_S: Final = 0.5
 
 
 class Ec57Error(Exception):
@@ -191,6 +205,7 @@ class Ec57Report:
     sampling_rate: float
     records: tuple[RecordResult, ...]
     seconds: float = 0.0
+    learning_period_s: float = LEARNING_PERIOD_S
 
     @property
     def gross(self) -> RecordResult:
@@ -207,7 +222,7 @@ class Ec57Report:
             "leads": list(self.leads),
             "sampling_rate": self.sampling_rate,
             "match_window_s": MATCH_WINDOW_S,
-            "learning_period_s": LEARNING_PERIOD_S,
+            "learning_period_s": self.learning_period_s,
             "seconds": round(self.seconds, 2),
             "records": [
                 {"record": r.record, "qrs": r.qrs.to_dict(), "veb": None if r.veb is None else r.veb.to_dict()}
@@ -355,12 +370,23 @@ def detect_record(
         their ventricular labels (None unless ``classify``) and that rate.
     """
     rec = wfdb.rdrecord(str(path), channels=list(leads))
-    fs = float(rec.fs)
-    x = torch.from_numpy(np.nan_to_num(np.asarray(rec.p_signal, dtype=np.float64)).T.copy())
-    x250 = ecg_resample(x, fs).numpy()
+    peaks, ventricular = detect_signal(np.asarray(rec.p_signal, dtype=np.float64).T, float(rec.fs), method, classify)
+    return peaks, ventricular, float(rec.fs)
+
+
+def detect_signal(
+    x: np.ndarray, sampling_rate: float, method: str = DEFAULT_METHOD, classify: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Beats of ``(leads, time)`` mV at ``sampling_rate``, resampled to ``PROCESSING_RATE_HZ`` as live.
+
+    Returns:
+        ``(peaks, ventricular)``: sample indices at ``sampling_rate`` and their ventricular labels (None
+        unless ``classify``). A NaN sample is taken as 0.
+    """
+    x250 = ecg_resample(torch.from_numpy(np.nan_to_num(x).copy()), sampling_rate).numpy()
     peaks = ecg_detect_r_peaks(x250, PROCESSING_RATE_HZ, method=method)
     ventricular = ecg_classify_beats(x250, PROCESSING_RATE_HZ, peaks) if classify else None
-    return np.rint(peaks * fs / PROCESSING_RATE_HZ).astype(np.int64), ventricular, fs
+    return np.rint(peaks * sampling_rate / PROCESSING_RATE_HZ).astype(np.int64), ventricular
 
 
 def evaluate_record(
@@ -448,6 +474,39 @@ def evaluate_directory(
     return Ec57Report(method, tuple(leads), PROCESSING_RATE_HZ, tuple(results), time.perf_counter() - began)
 
 
+def evaluate_cpsc2019(data_dir: Path, method: str = DEFAULT_METHOD) -> Ec57Report | None:
+    """The detector on the CPSC 2019 sample of ``data_dir`` (module docstring); None without one.
+
+    Each ``data/data_<id>.mat`` (variable ``ecg``, mV) is scored against ``ref/R_<id>.mat`` (``R_peak``): beats
+    matched over the whole record, the reference beats and detections within :data:`CPSC2019_EDGE_S` of
+    either end left out.
+    """
+    folder = Path(data_dir) / CPSC2019_FOLDER
+    began = time.perf_counter()
+    results = []
+    for path in sorted((folder / "data").glob("data_*.mat")):
+        name = path.stem.removeprefix("data_")
+        ref_path = folder / "ref" / f"R_{name}.mat"
+        if not ref_path.is_file():
+            continue
+        x = np.asarray(scipy.io.loadmat(path)["ecg"], dtype=np.float64).T
+        reference = np.asarray(scipy.io.loadmat(ref_path)["R_peak"], dtype=np.int64).ravel()
+        detected, _ = detect_signal(x, CPSC2019_RATE_HZ, method)
+        lo, hi = CPSC2019_EDGE_S * CPSC2019_RATE_HZ, x.shape[1] - CPSC2019_EDGE_S * CPSC2019_RATE_HZ
+        match = match_beats(reference, detected, CPSC2019_RATE_HZ)
+        inner_ref = (reference >= lo) & (reference <= hi)
+        inner_det = (detected >= lo) & (detected <= hi)
+        qrs = Counts(
+            int(np.count_nonzero(inner_ref[match.reference_matched])),
+            int(np.count_nonzero(inner_ref[match.reference_missed])),
+            int(np.count_nonzero(inner_det[match.detected_extra])),
+        )
+        results.append(RecordResult(name, qrs))
+    if not results:
+        return None
+    return Ec57Report(method, (0,), PROCESSING_RATE_HZ, tuple(results), time.perf_counter() - began, 0.0)
+
+
 def format_table(report: Ec57Report) -> str:
     """Markdown table of a report: one row per record, then the gross row; "-" where VEB is not scored.
 
@@ -474,6 +533,9 @@ def format_table(report: Ec57Report) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: evaluate on ``--data``'s MIT-BIH records, print the markdown table, write JSON.
+
+    Without ``--records``, also the CPSC 2019 sample where ``--data`` has one (its gross figures printed, its
+    records in the JSON under ``cpsc2019``).
 
     Args:
         argv: Arguments without the program name; default ``sys.argv[1:]``.
@@ -507,8 +569,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_table(report))
     print(f"\n{len(report.records)} records, method {report.method}, leads {leads}, {report.seconds:.1f} s")
+    out = report.to_dict()
+    cpsc = evaluate_cpsc2019(args.data, args.method) if args.records is None else None
+    if cpsc is not None:
+        g = cpsc.gross.qrs
+        print(f"\nCPSC 2019 sample ({len(cpsc.records)} records of 10 s, {CPSC2019_EDGE_S:g} s off each end):")
+        print(f"gross TP {g.tp}, FN {g.fn}, FP {g.fp}: Se {100 * g.se:.2f} %, +P {100 * g.ppv:.2f} %")
+        out["cpsc2019"] = cpsc.to_dict()
     if args.out is not None:
-        args.out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 
 from models.ec57 import (
     Counts,
     Ec57Error,
     Ec57Report,
     RecordResult,
+    evaluate_cpsc2019,
     evaluate_directory,
     format_table,
     main,
@@ -115,6 +117,18 @@ def test_detector_meets_the_ec57_goal_on_all_mitdb_records(data_dir: Path) -> No
     assert len(report.records) == len((data_dir / "mitdb" / "RECORDS").read_text().split())
     assert gross.se >= 0.997, format_table(report)
     assert gross.ppv >= 0.996, format_table(report)
+
+
+def test_the_cpsc2019_sample_is_scored_on_the_inner_9_s_of_each_record(data_dir: Path, tmp_path: Path) -> None:
+    report = evaluate_cpsc2019(data_dir)
+    assert report is not None and len(report.records) == 50
+    for r in report.records:  # every reference beat of the inner 9 s is a TP or an FN, none outside it
+        ref = scipy.io.loadmat(data_dir / "cpsc2019_sample" / "ref" / f"R_{r.record}.mat")["R_peak"].ravel()
+        assert r.qrs.tp + r.qrs.fn == np.count_nonzero((ref >= 250) & (ref <= 4750))
+    # measured at 92.50 % and 95.75 % (NeuroKit's implementations: its default 89.25 / 96.34, Pan-Tompkins
+    # 91.65 / 91.27, Hamilton 92.22 / 92.61, Elgendi 93.92 / 96.23): a fall of more than 1.5 points is a regression
+    assert report.gross.qrs.se >= 0.91 and report.gross.qrs.ppv >= 0.94, format_table(report)
+    assert evaluate_cpsc2019(tmp_path) is None
 
 
 def test_the_docstring_examples_of_ec57_run() -> None:
