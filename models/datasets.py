@@ -52,7 +52,8 @@ import wfdb
 #: Rate (Hz) of every ECG the model sees: PTB-XL's 100 Hz version, and a monitoring bandwidth of 0.5-40 Hz
 #: (IEC 60601-2-27) fits under its 50 Hz Nyquist frequency.
 MODEL_RATE_HZ: Final = 100
-#: Window length the model scores, seconds (the worker's default window and a PTB-XL record).
+#: Window length the model scores, seconds (the worker's default window and a PTB-XL record; a test keeps
+#: this and :data:`SCORING_HOP_S` equal to the defaults of :class:`streams.settings.Settings`).
 WINDOW_S: Final = 10.0
 WINDOW_SAMPLES: Final = int(MODEL_RATE_HZ * WINDOW_S)
 #: Hop (s) between the windows a recording longer than a window is scored in: the worker's default hop, so a

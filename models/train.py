@@ -198,6 +198,18 @@ def fit_platt(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = No
     return float(params[0].item()), float(params[1].item())
 
 
+def window_weights(examples: Sequence[Example], window_example: np.ndarray) -> np.ndarray:
+    """Per scored window (``window_example``: the example of each), its weight in a per-window fit.
+
+    An example's windows share the count of its non-overlapping 10-s stretches
+    (:func:`models.datasets.window_slices`) equally, so each 10 s of recording weighs one whatever the hop
+    it is scored at.
+    """
+    stretches = np.array([len(window_slices(e.signal.shape[1], e.rate)) for e in examples], dtype=np.float64)
+    scored = np.bincount(window_example, minlength=len(examples))
+    return (stretches / np.maximum(scored, 1))[window_example]
+
+
 def calibrate(
     model: RiskModel, examples: Sequence[Example], contexts: Sequence[Mapping[str, Any] | None]
 ) -> dict[str, tuple[float, float]]:
@@ -213,8 +225,7 @@ def calibrate(
     label = np.full(len(examples), np.nan)
     label[idx] = y
     y_win = label[pred.window_example]
-    stretches = np.array([len(window_slices(e.signal.shape[1], e.rate)) for e in examples], dtype=np.float64)
-    share = (stretches / np.maximum(np.bincount(pred.window_example, minlength=len(examples)), 1))[pred.window_example]
+    share = window_weights(examples, pred.window_example)
     known = ~np.isnan(y_win)
     fused = known & pred.window_context
     return {

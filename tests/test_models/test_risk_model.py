@@ -16,13 +16,22 @@ import wfdb
 
 from models import artifact
 from models.context import record_seed, simulate_context
-from models.datasets import cpsc2021_window_labels, load_all, mitdb_window_labels, scoring_slices
+from models.datasets import (
+    SCORING_HOP_S,
+    WINDOW_S,
+    Example,
+    cpsc2021_window_labels,
+    load_all,
+    mitdb_window_labels,
+    scoring_slices,
+)
 from models.engine import InferenceEngine
 from models.evaluate import evaluate
 from models.metrics import bootstrap_ci, calibration_bins, cinc2017_f1
 from models.network import LEADS, RiskNetwork, lead_index
 from models.preprocess import EcgInput, Preprocessing, context_batch, ecg_batch
-from models.train import fit_platt, train
+from models.train import fit_platt, train, window_weights, windows_of
+from streams.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +107,24 @@ def test_recordings_are_scored_on_the_windows_of_the_live_hop() -> None:
     assert [(c.start, c.stop) for c in scoring_slices(3000 + 1200, 300.0)] == [(0, 3000), (600, 3600), (1200, 4200)]
     assert [(c.start, c.stop) for c in scoring_slices(2700, 300.0)] == [(0, 3000)]  # short: one padded window
     assert [(c.start, c.stop) for c in scoring_slices(3000, 300.0)] == [(0, 3000)]
+
+
+def test_the_offline_windows_are_the_workers_default_windows() -> None:
+    defaults = Settings.model_fields
+    assert (defaults["window_s"].default, defaults["hop_s"].default) == (WINDOW_S, SCORING_HOP_S)
+
+
+def test_each_10_s_of_recording_weighs_one_in_the_calibration_whatever_its_windows() -> None:
+    def example(seconds: float, rate: float) -> Example:
+        return Example("cinc2017", "r", "g", "dev", ("I",), np.zeros((1, int(seconds * rate)), np.float32), rate)
+
+    examples = [example(30.0, 300.0), example(10.0, 360.0), example(25.0, 250.0), example(9.0, 300.0)]
+    window_example = np.array([i for i, e in enumerate(examples) for _ in windows_of(e)])
+    assert np.bincount(window_example).tolist() == [11, 1, 9, 1]  # windows every 2 s, plus one at the end
+    w = window_weights(examples, window_example)
+    # per recording: its whole 10-s stretches (30 s: 3; 25 s: 2; a short one: 1), shared by its windows
+    assert np.bincount(window_example, weights=w) == pytest.approx([3.0, 1.0, 2.0, 1.0])
+    assert w[window_example == 0] == pytest.approx(np.full(11, 3 / 11))
 
 
 def test_the_rhythm_call_weighs_af_and_other_rhythm_as_fitted() -> None:
