@@ -6,8 +6,8 @@ them), reads back ``risk.scores`` and ``alerts``, and judges the alarms of the r
 
 * **Reference episodes** come from the recordings' own annotations. MIT-BIH-style ``.atr`` files: the rhythm labels
   ``(AFIB`` (atrial fibrillation), ``(VT`` (ventricular tachycardia) and ``(VFL`` or the ``[``/``]`` marks
-  (ventricular flutter/fibrillation), each until the next rhythm label (the CPSC 2021 records mark an AF episode's end
-  with ``(N`` on its last beat, so their episodes end on that beat); and the PhysioNet/CinC 2015 definitions
+  (ventricular flutter/fibrillation), each until the next rhythm label (in the CPSC 2021 records ``(AFIB`` comes 150
+  ms before an AF episode's first beat and ``(N`` 150 ms after its last); and the PhysioNet/CinC 2015 definitions
   (asystole, extreme bradycardia, extreme tachycardia, ventricular tachycardia) applied by
   :func:`streams.rhythm.detect_rhythms` to the *reference* beats and their classes (AAMI V = ventricular), with
   flutter/fibrillation treated as unobserved (it has no beats). An annotated episode is *expected* to raise an alarm

@@ -17,10 +17,10 @@ train the model; the fourth only evaluates it:
   (201 and 202 share a patient: grouped together).
 * ``cpsc2021_sample/`` (dataset ``cpsc2021``): 2-lead (I, II) 200 Hz dynamic ECGs of the CPSC 2021
   paroxysmal-AF challenge (Wang et al. 2021), cut into 10-s windows. Task ``af``: 1 for a window wholly
-  inside an annotated AF episode (from its ``(AFIB`` marker to its ``(N`` end marker, the episode's last beat,
-  as the challenge annotates them), 0 for one with no AF in it; a window across an onset or an end is left
-  out. A Holter device, other leads and another rate than CinC 2017's: never trained or calibrated on, every
-  window is ``test`` (:data:`EXTERNAL`), grouped by patient (``data_<patient>_<n>``).
+  inside an annotated AF episode (from its ``(AFIB`` marker to its ``(N`` end marker), 0 for one with no AF
+  in it; a window across an onset or an end, or touched by another rhythm label, is left out. A Holter
+  device, other leads and another rate than CinC 2017's: never trained or calibrated on, every window is
+  ``test`` (:data:`EXTERNAL`), grouped by patient (``data_<patient>_<n>``).
 
 Task ``risk`` -- the calibrated cardiac-risk probability -- is 1 for an ECG a clinician must review: any
 structural disease (PTB-XL), atrial fibrillation (CinC 2017 A), ventricular ectopy or non-sinus rhythm
@@ -215,6 +215,37 @@ def cinc2017_examples(root: Path) -> Iterator[Example]:
 SAME_PATIENT: Final = {"202": "201"}
 
 
+def rhythm_markers(ann: wfdb.Annotation) -> list[tuple[int, str]]:
+    """The rhythm markers of an annotation (``+`` with the rhythm in ``aux_note``): sample and label, in order.
+
+    ``wfdb`` may return a label with a trailing NUL pad byte; it is stripped.
+    """
+    return [
+        (int(s), (note or "").rstrip("\x00").strip())
+        for s, sym, note in zip(ann.sample, ann.symbol, ann.aux_note or [""] * len(ann.sample), strict=True)
+        if sym == "+"
+    ]
+
+
+def _window_examples(
+    dataset: str, record: str, group: str, split: str, rec: wfdb.Record, labels: Sequence[dict[str, float] | None]
+) -> Iterator[Example]:
+    """The non-overlapping 10-s windows of a WFDB record with their labels (None: the window is left out)."""
+    signal = _float32(rec.p_signal.T)
+    for i, (cut, y) in enumerate(zip(window_slices(signal.shape[1], float(rec.fs)), labels, strict=False)):
+        if y is not None:
+            yield Example(
+                dataset,
+                f"{record}@{int(i * WINDOW_S)}",
+                group,
+                split,
+                tuple(rec.sig_name),
+                signal[:, cut],
+                float(rec.fs),
+                y,
+            )
+
+
 def mitdb_window_labels(ann: wfdb.Annotation, n_samples: int, rate: float) -> tuple[np.ndarray, bool]:
     """Per 10-s window (non-overlapping, from sample 0), the ``ectopy`` label; and whether the record is paced.
 
@@ -226,11 +257,7 @@ def mitdb_window_labels(ann: wfdb.Annotation, n_samples: int, rate: float) -> tu
     labels = np.zeros(count, dtype=np.float32)
     symbols = np.asarray(ann.symbol)
     samples = np.asarray(ann.sample)
-    rhythm_at = [
-        (int(s), (a or "").rstrip("\x00"))
-        for s, sym, a in zip(samples, symbols, ann.aux_note, strict=True)
-        if sym == "+"
-    ]
+    rhythm_at = rhythm_markers(ann)
     paced = any(r == "(P" for _, r in rhythm_at) or bool(np.any(symbols == "/"))
     for s in samples[np.isin(symbols, list(VENTRICULAR))]:
         if s // width < count:
@@ -253,73 +280,53 @@ def mitdb_examples(root: Path, records: Sequence[str] | None = None) -> Iterator
         labels, paced = mitdb_window_labels(ann, rec.sig_len, float(rec.fs))
         if paced:
             continue
-        signal = _float32(rec.p_signal.T)
         group = f"mitdb:{SAME_PATIENT.get(record, record)}"
-        for i, (cut, y) in enumerate(zip(window_slices(signal.shape[1], float(rec.fs)), labels, strict=False)):
-            part = signal[:, cut]
-            yield Example(
-                dataset="mitdb",
-                record=f"{record}@{int(i * WINDOW_S)}",
-                group=group,
-                split="",
-                leads=tuple(rec.sig_name),
-                signal=part,
-                rate=float(rec.fs),
-                labels={"ectopy": float(y), "risk": float(y)},
-            )
+        yield from _window_examples(
+            "mitdb", record, group, "", rec, [{"ectopy": float(y), "risk": float(y)} for y in labels]
+        )
 
 
 # --------------------------------------------------------------------------------------------- CPSC 2021
 
 
 def cpsc2021_window_labels(ann: wfdb.Annotation, n_samples: int, rate: float) -> np.ndarray:
-    """Per 10-s window (non-overlapping, from sample 0), the ``af`` label: 1, 0, or NaN across an AF edge.
+    """Per 10-s window (non-overlapping, from sample 0), the ``af`` label: 1, 0, or NaN when left out.
 
-    AF is in force from each ``(AFIB`` rhythm marker to the next ``(N`` marker inclusive (CPSC 2021 marks an
-    episode's first and last beats), or to the record's end without one.
+    AF is in force from each ``(AFIB`` rhythm marker to the next ``(N`` marker, or to the record's end without
+    one (CPSC 2021 puts ``(AFIB`` 150 ms before an episode's first beat and ``(N`` 150 ms after its last). A
+    window across an AF edge is left out, and so is one touched by any other rhythm marker (atrial flutter,
+    say) until the next ``(AFIB`` or ``(N``: it is not labelled as either.
     """
     width = int(round(WINDOW_S * rate))
     af = np.zeros(n_samples, dtype=bool)
-    onset: int | None = None
-    for s, sym, note in zip(ann.sample, ann.symbol, ann.aux_note, strict=True):
-        rhythm = (note or "").rstrip("\x00")
-        if sym != "+":
-            continue
-        if rhythm == "(AFIB" and onset is None:
-            onset = int(s)
-        elif rhythm == "(N" and onset is not None:
-            af[onset : int(s) + 1] = True
-            onset = None
-    if onset is not None:
-        af[onset:] = True
-    share = af[: (n_samples // width) * width].reshape(-1, width).mean(axis=1)
-    return np.where(share == 1.0, 1.0, np.where(share == 0.0, 0.0, np.nan)).astype(np.float32)
+    unknown = np.zeros(n_samples, dtype=bool)
+    state, since = "(N", 0
+    for at, label in [*rhythm_markers(ann), (n_samples, "(N")]:
+        if state == "(AFIB":
+            af[since:at] = True
+        elif state != "(N":
+            unknown[since:at] = True
+        if label != state:
+            state, since = label, at
+    count = n_samples // width
+    share = af[: count * width].reshape(-1, width).mean(axis=1)
+    odd = unknown[: count * width].reshape(-1, width).any(axis=1)
+    return np.where(odd, np.nan, np.where(share == 1.0, 1.0, np.where(share == 0.0, 0.0, np.nan))).astype(np.float32)
 
 
 def cpsc2021_examples(root: Path) -> Iterator[Example]:
     """The 10-s windows of the CPSC 2021 sample records with an ``af`` label (see the module docstring)."""
     folder = root / FOLDERS["cpsc2021"]
     for header in sorted(folder.glob("*.hea")):
-        record = header.stem
         if not header.with_suffix(".atr").exists():
             continue
-        rec = wfdb.rdrecord(str(header.with_suffix("")))
-        labels = cpsc2021_window_labels(wfdb.rdann(str(header.with_suffix("")), "atr"), rec.sig_len, float(rec.fs))
-        signal = _float32(rec.p_signal.T)
-        patient = record.split("_")[1]
-        for i, (cut, y) in enumerate(zip(window_slices(signal.shape[1], float(rec.fs)), labels, strict=False)):
-            if np.isnan(y):
-                continue
-            yield Example(
-                dataset="cpsc2021",
-                record=f"{record}@{int(i * WINDOW_S)}",
-                group=f"cpsc2021:{patient}",
-                split="test",
-                leads=tuple(rec.sig_name),
-                signal=signal[:, cut],
-                rate=float(rec.fs),
-                labels={"af": float(y)},
-            )
+        path = str(header.with_suffix(""))
+        rec = wfdb.rdrecord(path)
+        labels = cpsc2021_window_labels(wfdb.rdann(path, "atr"), rec.sig_len, float(rec.fs))
+        group = f"cpsc2021:{header.stem.split('_')[1]}"
+        yield from _window_examples(
+            "cpsc2021", header.stem, group, "test", rec, [None if np.isnan(y) else {"af": float(y)} for y in labels]
+        )
 
 
 LOADERS: Final = {

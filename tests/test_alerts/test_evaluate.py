@@ -55,7 +55,7 @@ def test_cpsc2021_af_episodes_run_from_their_onset_to_their_last_beat(data_dir: 
     spans = reference_spans(data_dir / "cpsc2021_sample" / "data_92_19", 360.0)
     assert spans is not None
     af = [(s.start, s.end, s.expected) for s in spans if s.kind == "atrial_fibrillation"]
-    # (AFIB at samples 14873 and 54784, (N (the episode's last beat) at 18427 and 62702, 200 Hz
+    # (AFIB at samples 14873 and 54784, (N at 18427 and 62702 (150 ms around the episodes' beats), 200 Hz
     assert af == [(74.365, 92.135, False), (273.92, 313.51, True)]
 
 

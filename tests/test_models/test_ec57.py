@@ -16,6 +16,7 @@ from models.ec57 import (
     evaluate_cpsc2019,
     evaluate_directory,
     format_table,
+    inner_counts,
     main,
     match_beats,
     read_reference,
@@ -117,6 +118,15 @@ def test_detector_meets_the_ec57_goal_on_all_mitdb_records(data_dir: Path) -> No
     assert len(report.records) == len((data_dir / "mitdb" / "RECORDS").read_text().split())
     assert gross.se >= 0.997, format_table(report)
     assert gross.ppv >= 0.996, format_table(report)
+
+
+def test_only_beats_inside_the_scored_span_count_and_pairs_across_its_edge_are_neither_kind_of_error() -> None:
+    # 100 Hz, span 50..250: a beat at 45 paired with a detection at 55 (inside) is no false positive; a missed
+    # beat at 230 counts; an extra detection at 280 (outside) does not; one at 150 (inside) does
+    ref = np.array([45, 100, 230, 300])
+    det = np.array([55, 101, 150, 280, 299])
+    assert inner_counts(ref, det, 100.0, 50, 250) == Counts(tp=1, fn=1, fp=1)
+    assert inner_counts(ref, det, 100.0, 0, 400) == Counts(tp=3, fn=1, fp=2)
 
 
 def test_the_cpsc2019_sample_is_scored_on_the_inner_9_s_of_each_record(data_dir: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import wfdb
 from models import artifact
 from models.context import record_seed, simulate_context
 from models.datasets import (
+    LOADERS,
     SCORING_HOP_S,
     WINDOW_S,
     Example,
@@ -62,11 +63,14 @@ def test_mitdb_window_labels_follow_the_annotations(data_dir: Path) -> None:
 
 
 def test_cpsc2021_windows_are_labelled_by_the_annotated_af_episodes(small_data: Path) -> None:
-    # 10 Hz, 10-s windows of 100 samples: AF from the first beat (AFIB at 100) to the last ((N at 299)
-    # inclusive, and again from 450 to the end; the 50 samples after the sixth window make no window
-    markers = wfdb.Annotation("x", "atr", np.array([100, 299, 450]), ["+"] * 3, aux_note=["(AFIB", "(N", "(AFIB"])
-    labels = cpsc2021_window_labels(markers, 650, 10.0)
-    np.testing.assert_array_equal(labels, [0, 1, 1, 0, np.nan, 1])
+    # 10 Hz, 10-s windows of 100 samples: AF from 100 to 300, then from 450 until atrial flutter at 620 (no
+    # label: its windows are left out) ends at 700; the 50 samples after the eighth window make no window
+    at = np.array([100, 300, 450, 620, 700])
+    markers = wfdb.Annotation("x", "atr", at, ["+"] * 5, aux_note=["(AFIB", "(N", "(AFIB", "(AFL", "(N"])
+    labels = cpsc2021_window_labels(markers, 850, 10.0)
+    np.testing.assert_array_equal(labels, [0, 1, 1, 0, np.nan, 1, np.nan, 0])
+    markers = wfdb.Annotation("x", "atr", np.array([250]), ["+"], aux_note=["(AFIB"])
+    np.testing.assert_array_equal(cpsc2021_window_labels(markers, 400, 10.0), [0, 0, np.nan, 1])  # AF to the end
     found = [e for e in load_all(small_data, log=False) if e.dataset == "cpsc2021"]
     assert {e.split for e in found} == {"test"}  # never trained or calibrated on
     assert {e.group for e in found} == {f"cpsc2021:{p}" for p in (8, 21, 35, 84, 92, 101)}
@@ -334,9 +338,19 @@ def test_the_engine_runs_torchscript_to_the_same_answers(shipped: artifact.RiskM
 # ------------------------------------------------------------------------------------ train, evaluate
 
 
-def test_training_is_seeded_and_writes_an_artifact_that_evaluates(small_data: Path, tmp_path: Path) -> None:
+def test_training_is_seeded_and_writes_an_artifact_that_evaluates(
+    small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, ...]] = []
+
+    def load(root: Path, datasets: tuple[str, ...] = tuple(LOADERS), log: bool = True) -> list[Example]:
+        asked.append(datasets)
+        return load_all(root, datasets, log)
+
+    monkeypatch.setattr("models.train.load_all", load)
     kwargs = dict(seed=3, epochs=1, steps_per_epoch=3, batch_size=16, threads=1, log=lambda *_: None)
     a = train(small_data, tmp_path / "a", **kwargs)
+    assert asked == [("ptbxl", "cinc2017", "mitdb")]  # the CPSC 2021 sample is never read for training
     b = train(small_data, tmp_path / "b", **kwargs)
     assert a.version == b.version, "same data and seed must give the same weights"
     seen = artifact.seen_groups(tmp_path / "a")
