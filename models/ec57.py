@@ -8,7 +8,7 @@ records). Reference: ANSI/AAMI EC57:2012, "Testing and reporting performance res
 ST segment measurement algorithms"; G. B. Moody, ``bxb.c`` in the WFDB Software Package (PhysioNet).
 
 A second, independent check where the data holds it: the CPSC 2019 QRS-detection sample (``cpsc2019_sample/``:
-single-lead 500 Hz 10-s records with reference R peaks, from arrhythmia patients and often noisy; Gao et al.,
+single-lead 500 Hz 10-s records with reference R peaks; Gao et al.,
 "An open-access ECG database for algorithm evaluation of QRS detection and heart rate estimation", J. Med.
 Imaging Health Inform. 9(9):1853-1858, 2019), matched with the same 150 ms window over each record but its
 first and last :data:`CPSC2019_EDGE_S` (a beat there may be cut short, and the detector sees less context);
@@ -331,11 +331,7 @@ def score_record(
     for lo, hi in vf_episodes:
         det_scored &= ~((det >= lo) & (det <= hi))
     pair_scored = ref_scored[match.reference_matched]
-    qrs = Counts(
-        int(np.count_nonzero(pair_scored)),
-        int(np.count_nonzero(ref_scored[match.reference_missed])),
-        int(np.count_nonzero(det_scored[match.detected_extra])),
-    )
+    qrs = _qrs_counts(match, ref_scored, det_scored)
     if reference_symbols is None or detected_ventricular is None:
         return RecordResult(record, qrs)
     ref_v = np.isin(np.asarray(reference_symbols), sorted(VENTRICULAR_SYMBOLS))
@@ -485,12 +481,15 @@ def inner_counts(reference: np.ndarray, detected: np.ndarray, sampling_rate: flo
         Counts(tp=1, fn=1, fp=1)
     """
     match = match_beats(reference, detected, sampling_rate)
-    inner_ref = (reference >= lo) & (reference <= hi)
-    inner_det = (detected >= lo) & (detected <= hi)
+    return _qrs_counts(match, (reference >= lo) & (reference <= hi), (detected >= lo) & (detected <= hi))
+
+
+def _qrs_counts(match: BeatMatch, ref_scored: np.ndarray, det_scored: np.ndarray) -> Counts:
+    """TP, FN and FP of a match: pairs and missed beats whose reference beat is scored, extras that are."""
     return Counts(
-        int(np.count_nonzero(inner_ref[match.reference_matched])),
-        int(np.count_nonzero(inner_ref[match.reference_missed])),
-        int(np.count_nonzero(inner_det[match.detected_extra])),
+        int(np.count_nonzero(ref_scored[match.reference_matched])),
+        int(np.count_nonzero(ref_scored[match.reference_missed])),
+        int(np.count_nonzero(det_scored[match.detected_extra])),
     )
 
 
