@@ -209,6 +209,11 @@ def cinc2017_examples(root: Path) -> Iterator[Example]:
         )
 
 
+def cinc2017_class(ex: Example) -> str:
+    """A CinC 2017 recording's reference class: ``N``, ``A``, ``O`` or ``~`` (noisy)."""
+    return "~" if ex.labels["noisy"] else RHYTHM_CLASSES[int(ex.labels["rhythm"])]
+
+
 # ---------------------------------------------------------------------------------------------- MIT-BIH
 
 #: MIT-BIH records from one patient (the database's documentation: 201 and 202).

@@ -43,7 +43,7 @@ import torch
 from models import artifact
 from models.artifact import rhythm_call
 from models.context import record_seed, simulate_context
-from models.datasets import LOADERS, RHYTHM_CLASSES, Example, load_all
+from models.datasets import LOADERS, RHYTHM_CLASSES, Example, cinc2017_class, load_all
 from models.metrics import bootstrap_ci, calibration_bins, cinc2017_f1, reliability_plot
 from models.qrs import ecg_classify_beats, ecg_detect_r_peaks_batch
 from models.signal import PROCESSING_RATE_HZ, ecg_filter, ecg_resample, ecg_signal_quality, rr_features
@@ -141,7 +141,7 @@ def evaluate(model_dir: Path, data: Path, out: Path, bootstrap: int = 1000, log:
         }
     if "cinc2017" in present:
         sub = [fresh[i] for i in rows["cinc2017"]]
-        truth = ["~" if e.labels["noisy"] else RHYTHM_CLASSES[int(e.labels["rhythm"])] for e in sub]
+        truth = [cinc2017_class(e) for e in sub]
         called = [rhythm_call(model, ecg["noisy"][i], ecg["rhythm"][i]) for i in rows["cinc2017"]]
         tasks["af"] = {
             "model": on("cinc2017", "af", task_scores(ecg, "af")),

@@ -41,7 +41,16 @@ import torch.nn.functional as F
 from models import artifact
 from models.artifact import RiskModel, rhythm_call
 from models.context import fit_vitals_stats, record_seed, simulate_context
-from models.datasets import RHYTHM_CLASSES, TRAINING, WINDOW_S, Example, load_all, scoring_slices, window_slices
+from models.datasets import (
+    RHYTHM_CLASSES,
+    TRAINING,
+    WINDOW_S,
+    Example,
+    cinc2017_class,
+    load_all,
+    scoring_slices,
+    window_slices,
+)
 from models.metrics import auroc, cinc2017_f1
 from models.network import NetworkConfig, RiskNetwork
 from models.preprocess import EcgInput, Preprocessing, fit_lead_scales
@@ -245,7 +254,7 @@ def fit_rhythm_decision(
     rows = [i for i, e in enumerate(examples) if e.dataset == "cinc2017"]
     if not rows:
         return {"noisy_threshold": 0.5, "af_weight": 1.0, "other_weight": 1.0}
-    truth = ["~" if examples[i].labels["noisy"] else RHYTHM_CLASSES[int(examples[i].labels["rhythm"])] for i in rows]
+    truth = [cinc2017_class(examples[i]) for i in rows]
     best = (-1.0, 0.5, 1.0, 1.0)
     for threshold in np.arange(0.1, 0.95, 0.05):
         for af in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
